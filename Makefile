@@ -1,0 +1,74 @@
+# deepfake-ensemble: each stage target depends on the previous stage's outputs.
+#   make all                         the whole pipeline on the embedded synthetic dataset
+#   make data DATA=path NAME=name    your own face crops (folder, part zips or metadata.json)
+#   make test                        set up .venv and run the tests
+
+NAME     ?= synthetic
+CONFIG   ?= configs/default.toml
+EMBEDDED := data/raw/synthetic
+DATA     ?= $(EMBEDDED)
+
+VENV     := .venv
+PYTHON   := $(VENV)/bin/python
+SETUP    := $(VENV)/.installed
+INTERIM  := data/interim/$(NAME)
+FEATURES := data/features/$(NAME)
+PREDICT  := data/predictions/$(NAME)
+REPORTS  := reports/$(NAME)
+
+# The embedded dataset is generated; any other DATA is rebuilt when its paths change.
+DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,$(wildcard $(DATA)))
+
+.PHONY: all setup data features ensemble report submission test bench clean
+.DELETE_ON_ERROR:
+
+all: report submission
+
+setup: $(SETUP)
+
+$(SETUP): requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(EMBEDDED)/metadata.csv: $(CONFIG) | $(SETUP)
+	$(PYTHON) -m data synth --out $(EMBEDDED) --config $(CONFIG) --overwrite
+	touch $@
+
+$(INTERIM)/videos.parquet: $(DATA_DEPS) $(CONFIG) | $(SETUP)
+	$(PYTHON) -m data prepare --data $(DATA) --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m data sheet --name $(NAME) --out $(REPORTS)/contact_sheet.png || true
+
+data: $(INTERIM)/videos.parquet
+
+$(FEATURES)/.done: $(INTERIM)/videos.parquet
+	$(PYTHON) -m extract train --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m extract features --name $(NAME) --config $(CONFIG)
+	touch $@
+
+features: $(FEATURES)/.done
+
+$(PREDICT)/videos.parquet: $(FEATURES)/.done
+	$(PYTHON) -m ensemble fit --name $(NAME) --config $(CONFIG)
+
+ensemble: $(PREDICT)/videos.parquet
+
+$(REPORTS)/metrics.json: $(PREDICT)/videos.parquet
+	$(PYTHON) -m evaluate report --name $(NAME) --config $(CONFIG)
+
+report: $(REPORTS)/metrics.json
+
+$(REPORTS)/submission.csv: $(PREDICT)/videos.parquet
+	$(PYTHON) -m evaluate submission --name $(NAME) --config $(CONFIG)
+
+submission: $(REPORTS)/submission.csv
+
+test: $(SETUP)
+	$(PYTHON) -m pytest
+
+bench: $(SETUP)
+	$(PYTHON) -m data bench --config $(CONFIG)
+
+clean:
+	rm -rf data/raw data/interim data/features data/predictions models
+	find reports -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,86 @@
+"""``python -m data <command>``: the dataset stage (synth, prepare, sheet)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .cli import add_config_flag, run
+from .config import load_config, positive_int, section
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import SynthParams, synthesize
+
+    config = load_config(args.config)
+    params = SynthParams.from_config(config, seed=args.seed, videos=args.videos, frames=args.frames, size=args.size)
+    workers = args.workers or positive_int(section(config, "synth"), "workers")
+    start = time.perf_counter()
+    plans = synthesize(params, Path(args.out), workers=workers, overwrite=args.overwrite)
+    n_frames = sum(len(q.frames) for q in plans if not q.missing)
+    print(f"wrote {len(plans)} videos ({sum(q.label for q in plans)} FAKE), {n_frames} frames at "
+          f"{params.size}x{params.size} to {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare
+
+    config = load_config(args.config)
+    prepare(args.data, args.name, config, out_root=Path(args.out), raw_root=Path(args.raw), strict=args.strict)
+    return 0
+
+
+def cmd_sheet(args: argparse.Namespace) -> int:
+    from .sheet import contact_sheet
+
+    out = Path(args.out or f"reports/{args.name}/contact_sheet.png")
+    contact_sheet(Path(args.interim) / args.name, out, families=args.families)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data", description="Dataset stage: tables of videos and face crops.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the embedded DFDC-like face-crop dataset",
+                       description="Generate a DFDC-like face-crop dataset in the faces layout, with metadata.csv. "
+                                   "Deterministic for given flags; a killed run resumes.")
+    p.add_argument("--out", default="data/raw/synthetic", help="output folder (default: data/raw/synthetic)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
+    p.add_argument("--videos", type=int, default=None, help="number of listed videos (default: [synth] videos)")
+    p.add_argument("--frames", type=int, default=None, help="most frames per video (default: [synth] frames)")
+    p.add_argument("--size", type=int, default=None, help="crop side in pixels (default: [synth] size)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: [synth] workers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output folder made by synth with other parameters")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="ingest a faces-layout dataset and write videos/frames tables",
+                       description="Ingest face crops (folders, part zips or a DFDC metadata.json next to its face "
+                                   "folders), merge and validate the metadata, assign family-grouped splits and "
+                                   "write data/interim/NAME/{videos,frames}.parquet and dataset.json.")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="dataset folder(s), deepfake-detection-faces-part-*.zip file(s), or metadata.json/.csv files")
+    p.add_argument("--name", default="synthetic", help="dataset name, used in output paths (default: synthetic)")
+    p.add_argument("--out", default="data/interim", help="tables go to OUT/NAME (default: data/interim)")
+    p.add_argument("--raw", default="data/raw", help="zips are extracted to RAW/NAME/<zip name> (default: data/raw)")
+    p.add_argument("--strict", action="store_true", help="treat every dataset problem as an error")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("sheet", help="write a PNG contact sheet of REAL and FAKE crops",
+                       description="A contact sheet: each row a REAL original and its FAKEs, one per method.")
+    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    p.add_argument("--interim", default="data/interim", help="folder of prepared tables (default: data/interim)")
+    p.add_argument("--out", default=None, help="PNG path (default: reports/NAME/contact_sheet.png)")
+    p.add_argument("--families", type=int, default=6, help="rows to show (default: 6)")
+    p.set_defaults(func=cmd_sheet)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(run(build_parser()))

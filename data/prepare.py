@@ -1,0 +1,207 @@
+"""``python -m data prepare``: ingest a faces-layout dataset and write the dataset tables.
+
+Outputs, in ``<out>/<name>/`` (written whole or not at all):
+- ``videos.parquet``: one row per video: video, label (1 FAKE / 0 REAL / null), original, family, split,
+  fold, n_frames, n_faces_max, n_crops, folder, source_split and any extra metadata columns (e.g. method);
+- ``frames.parquet``: one row per sampled face crop: video, frame, face, path (relative to the dataset root);
+- ``dataset.json``: the dataset root, sources, sampling and split settings, counts and problems found.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_dir, write_json
+from .config import choice, positive_int, section
+from .errors import DataError
+from .families import assign_families
+from .layout import face_folders, metadata_files, scan_folders
+from .metadata import Entry, merge_entries, read_metadata, video_name, video_stem
+from .problems import Problems
+from .sampling import SamplingPolicy
+from .splits import SPLITS, UNLABELED, assign_splits, check_no_family_leak, split_config
+from .zips import extract_zip
+
+VERIFY_MODES = ("decode", "header", "none")
+
+
+@dataclass
+class Part:
+    """One dataset part: a folder of video face folders and its metadata files (maybe none)."""
+
+    root: Path
+    metadata: list[Path]
+
+
+def _parts_in(folder: Path) -> list[Part]:
+    """A folder with metadata files is one part; otherwise each sub-folder with metadata is one."""
+    own = metadata_files(folder)
+    if own:
+        return [Part(folder, own)]
+    subparts = [Part(p, metadata_files(p)) for p in sorted(folder.iterdir())
+                if p.is_dir() and not p.name.startswith(".") and metadata_files(p)]
+    return subparts or [Part(folder, [])]
+
+
+def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
+    """Parts from DATA: folders, ``*.zip`` files (extracted under ``raw_dir``) or metadata files."""
+    parts: list[Part] = []
+    for item in paths:
+        path = Path(item)
+        if not path.exists():
+            raise DataError(f"{path}: DATA path not found")
+        if path.is_dir():
+            parts += _parts_in(path)
+        elif path.suffix.lower() == ".zip":
+            parts += _parts_in(extract_zip(path, raw_dir / path.stem))
+        elif path.suffix.lower() in (".json", ".csv"):
+            parts.append(Part(path.parent, [path]))
+        else:
+            raise DataError(f"{path}: expected a folder, a .zip file or a metadata .csv/.json file")
+    return parts
+
+
+def _dataset_root(parts: list[Part]) -> Path:
+    return Path(os.path.commonpath([str(p.root.resolve()) for p in parts]))
+
+
+def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """The videos and frames tables of ``parts`` (see module docstring), and the dataset root."""
+    prep = section(config, "prepare")
+    verify = choice(prep, "verify_images", VERIFY_MODES)
+    workers = positive_int(prep, "workers")
+    policy = SamplingPolicy.from_config(config)
+    root = _dataset_root(parts)
+
+    folders: dict[str, Path] = {}
+    for part in parts:
+        for stem, path in face_folders(part.root).items():
+            if stem in folders:
+                problems.add("video folders found twice (first one used)", str(path))
+            else:
+                folders.setdefault(stem, path)
+
+    has_metadata = any(part.metadata for part in parts)
+    if has_metadata:
+        merged = merge_entries([e for part in parts for f in part.metadata for e in read_metadata(f)])
+        entries = merged.entries
+        if merged.duplicates_dropped:
+            problems.add("identical duplicate metadata rows dropped", f"{merged.duplicates_dropped} rows")
+    else:
+        entries = {video_name(stem): Entry(video_name(stem), None, None, None, str(path))
+                   for stem, path in folders.items()}
+        if entries:
+            problems.add("parts without metadata: all their videos are unlabelled", str(root))
+    if not entries:
+        raise DataError(f"{root}: no videos found (no metadata rows and no face folders)")
+
+    listed_stems = {video_stem(v) for v in entries}
+    for stem in sorted(set(folders) - listed_stems):
+        problems.add("folders on disk that are not listed (skipped)", str(folders[stem]))
+    present = {video_stem(v): folders[video_stem(v)] for v in entries if video_stem(v) in folders}
+    for video in entries:
+        if video_stem(video) not in present:
+            problems.add("listed videos with no face folder (kept, n_frames = 0)", video)
+
+    scanned = scan_folders(present, verify, workers)
+    family = assign_families(entries, problems)
+
+    video_rows, frame_rows = [], []
+    for video, entry in entries.items():
+        vf = scanned.get(video_stem(video))
+        crops = vf.crops if vf else []
+        if vf:
+            for p in vf.unreadable:
+                problems.add("unreadable face crops (skipped)", str(p))
+            for p in vf.unexpected:
+                problems.add("unexpected files in face folders (ignored)", str(p))
+            if not crops:
+                problems.add("videos with no readable face crop (kept, n_frames = 0)", video)
+        frames = np.unique([c.frame for c in crops]) if crops else np.array([], dtype=int)
+        keep = set(policy.select_frames(frames).tolist())
+        kept = [c for c in crops if c.frame in keep and policy.keep_face(c.face)]
+        frame_rows += [(video, c.frame, c.face, c.path.resolve().relative_to(root).as_posix()) for c in kept]
+        faces_per_frame = pd.Series([c.frame for c in crops]).value_counts()
+        video_rows.append({
+            "video": video, "label": entry.label, "original": entry.original, "family": family[video],
+            "n_frames": len(frames), "n_faces_max": int(faces_per_frame.max()) if crops else 0,
+            "n_crops": len(kept), "folder": vf.path.resolve().relative_to(root).as_posix() if vf else None,
+            "source_split": entry.split, **entry.extra,
+        })
+
+    videos = pd.DataFrame(video_rows)
+    videos["label"] = videos["label"].astype("Int8")
+    for col in ("n_frames", "n_faces_max", "n_crops"):
+        videos[col] = videos[col].astype("int32")
+    fractions, folds = split_config(config)
+    videos = assign_splits(videos, fractions, folds, seed=int(config["seed"]))
+    first = ["video", "label", "original", "family", "split", "fold", "n_frames", "n_faces_max", "n_crops"]
+    videos = videos[first + [c for c in videos.columns if c not in first]]
+    frames_table = pd.DataFrame(frame_rows, columns=["video", "frame", "face", "path"]).astype(
+        {"frame": "int32", "face": "int16"})
+    return videos, frames_table, root
+
+
+def write_tables(out: Path, videos: pd.DataFrame, frames: pd.DataFrame, manifest: dict) -> None:
+    """Write the tables whole or not at all, after checking that no family crosses a split or fold."""
+    check_no_family_leak(videos)
+    with atomic_dir(out) as tmp:
+        videos.to_parquet(tmp / "videos.parquet", index=False)
+        frames.to_parquet(tmp / "frames.parquet", index=False)
+        write_json(tmp / "dataset.json", manifest)
+
+
+def summarize(name: str, videos: pd.DataFrame, frames: pd.DataFrame, policy: SamplingPolicy) -> list[str]:
+    n = len(videos)
+    fake = int((videos["label"] == 1).sum())
+    real = int((videos["label"] == 0).sum())
+    unlabelled = n - fake - real
+    share = f"{100 * fake / max(fake + real, 1):.1f}%"
+    nf = videos["n_frames"]
+    lines = [
+        f"dataset {name}: {n} videos ({fake} FAKE = {share} of labelled, {real} REAL, {unlabelled} unlabelled), "
+        f"{videos['family'].nunique()} families",
+        f"frames per video: min {nf.min()}, median {nf.median():g}, max {nf.max()}; "
+        f"{int((nf == 0).sum())} videos with none; {int((videos['n_faces_max'] > 1).sum())} with extra faces",
+        f"face crops kept: {len(frames)} (sampling: frames={policy.frames}"
+        f"{f' every={policy.every}' if policy.frames == 'every' else ''}"
+        f"{f' count={policy.count}' if policy.frames == 'linspace' else ''}, faces={policy.faces})",
+    ]
+    split_parts = []
+    for s in (*SPLITS, UNLABELED):
+        sub = videos[videos["split"] == s]
+        if len(sub):
+            split_parts.append(f"{s} {len(sub)} ({sub['family'].nunique()} families, "
+                               f"{100 * (sub['label'] == 1).mean():.0f}% FAKE)" if s != UNLABELED else f"{s} {len(sub)}")
+    lines.append("splits: " + ", ".join(split_parts))
+    return lines
+
+
+def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, raw_root: Path,
+            strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Problems]:
+    """Ingest ``paths`` and write ``out_root/name``; returns the tables and the problems found."""
+    prep = section(config, "prepare")
+    problems = Problems(examples=positive_int(prep, "examples"))
+    parts = resolve_parts(paths, raw_root / name)
+    videos, frames, root = build_tables(parts, config, problems)
+    if strict and problems:
+        raise DataError(f"{len(problems.lines())} kinds of problems found (--strict): " + "; ".join(problems.lines()))
+    policy = SamplingPolicy.from_config(config)
+    manifest = {
+        "name": name, "root": str(root),
+        "sources": [str(Path(p).resolve()) for p in paths],
+        "parts": [{"root": str(p.root.resolve()), "metadata": [str(m.resolve()) for m in p.metadata]} for p in parts],
+        "seed": config["seed"], "sampling": policy.__dict__, "splits": dict(config["splits"]),
+        "n_videos": len(videos), "n_crops": len(frames),
+        "problems": problems.as_dict(),
+    }
+    write_tables(out_root / name, videos, frames, manifest)
+    for line in summarize(name, videos, frames, policy):
+        print(line)
+    problems.warn()
+    print(f"wrote {out_root / name}/videos.parquet, frames.parquet, dataset.json")
+    return videos, frames, problems

@@ -1,0 +1,44 @@
+"""Frame sampling policies, set in the config's ``[sampling]`` table."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import choice, positive_int, section
+
+FRAME_POLICIES = ("all", "every", "linspace")
+FACE_POLICIES = ("first", "all")
+
+
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """Which crops of a video to keep.
+
+    frames: "all", "every" (every k-th available frame) or "linspace" (``count`` evenly spaced frames,
+    ``np.linspace`` over the available ones; a video with fewer keeps all it has).
+    faces: "first" (only ``<frame>.png``) or "all".
+    """
+
+    frames: str = "all"
+    every: int = 1
+    count: int = 32
+    faces: str = "all"
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SamplingPolicy":
+        t = section(config, "sampling")
+        return cls(frames=choice(t, "frames", FRAME_POLICIES), every=positive_int(t, "every"),
+                   count=positive_int(t, "count"), faces=choice(t, "faces", FACE_POLICIES))
+
+    def select_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Sampled frame numbers from the sorted unique available ones, shape (n,) -> (m,), m <= n."""
+        frames = np.asarray(frames)
+        if self.frames == "every":
+            return frames[:: self.every]
+        if self.frames == "linspace" and len(frames) > self.count:
+            return frames[np.linspace(0, len(frames) - 1, self.count).round().astype(int)]
+        return frames
+
+    def keep_face(self, face: int) -> bool:
+        return self.faces == "all" or face == 1

@@ -1,0 +1,290 @@
+"""``python -m data synth``: the embedded DFDC-like face-crop dataset, in exactly the faces layout.
+
+Each REAL "original" is a short video of one rendered identity with head motion, blinking, talking,
+sensor noise and lossy compression. Each FAKE re-renders its original's video with another identity's
+inner face swapped in by one of five manipulation methods, each leaving a different trace:
+
+- ``lowres``: the swapped face is rendered at low resolution and upscaled (blur);
+- ``color``: the swapped skin keeps the source identity's tone (colour mismatch at the mask edge);
+- ``seam``: a hard-edged, slightly misaligned paste with a visible blending seam;
+- ``upsample``: blocky 2x upsampling plus a periodic checkerboard, as left by transposed convolutions;
+- ``flicker``: brightness and position of the swap jitter from frame to frame.
+
+Artifact strength varies per video and per frame; ``clean_frame_rate`` of a fake's frames carry none.
+The output is a deterministic function of the flags; a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from PIL import Image
+from tqdm import tqdm
+
+from .atomic import atomic_path, write_json, write_text
+from .config import fraction, number_range, positive_int, section
+from .errors import DataError
+from .render import Identity, Pose, inner_mask, render
+
+METHODS = ("lowres", "color", "seam", "upsample", "flicker")
+PARAMS_FILE = "synth.json"
+LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    seed: int
+    videos: int
+    frames: int
+    size: int
+    fakes_per_original: float
+    frame_stride: int
+    min_frame_fraction: float
+    dropped_frame_rate: float
+    second_face_rate: float
+    missing_folder_rate: float
+    clean_frame_rate: float
+    jpeg_quality: tuple[int, int]
+    noise_sigma: tuple[float, float]
+    methods: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides) -> "SynthParams":
+        t = section(config, "synth")
+        methods = tuple(t["methods"])
+        unknown = [m for m in methods if m not in METHODS]
+        if not methods or unknown:
+            raise DataError(f"{t['_source']}: methods must be a non-empty list of {', '.join(METHODS)}")
+        q = number_range(t, "jpeg_quality")
+        p = cls(seed=int(config["seed"]), videos=positive_int(t, "videos", 2), frames=positive_int(t, "frames"),
+                size=positive_int(t, "size", 32), fakes_per_original=float(t["fakes_per_original"]),
+                frame_stride=positive_int(t, "frame_stride"), min_frame_fraction=fraction(t, "min_frame_fraction"),
+                dropped_frame_rate=fraction(t, "dropped_frame_rate"), second_face_rate=fraction(t, "second_face_rate"),
+                missing_folder_rate=fraction(t, "missing_folder_rate"), clean_frame_rate=fraction(t, "clean_frame_rate"),
+                jpeg_quality=(int(q[0]), int(q[1])), noise_sigma=number_range(t, "noise_sigma"), methods=methods)
+        p = cls(**{**asdict(p), **{k: v for k, v in overrides.items() if v is not None}})
+        if p.videos < 2 or p.size < 32 or p.frames < 1:
+            raise DataError("synth: need --videos >= 2, --frames >= 1 and --size >= 32")
+        return p
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """Everything needed to render one video, so any video can be rendered alone (resume, parallelism)."""
+
+    index: int
+    video: str
+    label: int
+    original: str | None
+    family: int
+    method: str | None
+    source: int | None          # identity index of the swapped-in face (FAKE only)
+    strength: float
+    frames: tuple[int, ...]
+    second_face: tuple[int, ...]  # frames that also hold a background face (_2.png)
+    jpeg_quality: int
+    noise: float
+    missing: bool
+
+
+def _names(rng: np.random.Generator, n: int) -> list[str]:
+    names: list[str] = []
+    seen = set()
+    while len(names) < n:
+        name = "".join(rng.choice(LETTERS, 10))
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return names
+
+
+def make_plan(p: SynthParams) -> list[VideoPlan]:
+    """The dataset's videos, deterministic in ``p``: originals, their fakes, frames, quirks."""
+    rng = np.random.default_rng([p.seed, 0])
+    n_real = max(1, round(p.videos / (1 + p.fakes_per_original)))
+    n_fake = p.videos - n_real
+    share = rng.gamma(4.0, size=n_real)
+    fakes_of = rng.multinomial(n_fake, share / share.sum())
+    names = _names(rng, p.videos)
+    methods = [p.methods[i % len(p.methods)] for i in rng.permutation(n_fake)]
+    families_with_face2 = set(np.flatnonzero(rng.uniform(size=n_real) < p.second_face_rate).tolist())
+    n_missing = round(p.videos * p.missing_folder_rate)
+    missing = set(rng.choice(p.videos, size=n_missing, replace=False).tolist()) if n_missing else set()
+    min_frames = max(1, math.ceil(p.frames * p.min_frame_fraction))
+
+    plans, k, fake_i = [], 0, 0
+    for family in range(n_real):
+        window = np.sort(rng.uniform(0, 1, 2)) if family in families_with_face2 else None
+        for j in range(1 + fakes_of[family]):
+            n = int(rng.integers(min_frames, p.frames + 1))
+            frames = np.arange(n) * p.frame_stride
+            keep = rng.uniform(size=n) >= p.dropped_frame_rate
+            keep[rng.integers(n)] = True
+            frames = frames[keep]
+            second = ()
+            if window is not None:
+                pos = np.arange(n)[keep] / max(n - 1, 1)
+                second = tuple(int(f) for f in frames[(pos >= window[0]) & (pos <= window[1])])
+            is_fake = j > 0
+            source = None
+            if is_fake:
+                source = int(rng.integers(n_real - 1)) if n_real > 1 else 0
+                source += source >= family and n_real > 1
+            plans.append(VideoPlan(
+                index=k, video=f"{names[k]}.mp4", label=int(is_fake),
+                original=f"{names[k - j]}.mp4" if is_fake else None, family=family,
+                method=methods[fake_i] if is_fake else None, source=source,
+                strength=float(rng.uniform(0.35, 1.0)) if is_fake else 0.0,
+                frames=tuple(int(f) for f in frames), second_face=second,
+                jpeg_quality=int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1)),
+                noise=float(rng.uniform(*p.noise_sigma)), missing=k in missing))
+            fake_i += is_fake
+            k += 1
+    return plans
+
+
+def identity(p: SynthParams, index: int) -> Identity:
+    return Identity.random(np.random.default_rng([p.seed, 1, index]))
+
+
+def pose(p: SynthParams, family: int, frame: int, background: bool = False) -> Pose:
+    """Head pose of a family's video at ``frame``: smooth motion, seeded blinks and talking."""
+    m = np.random.default_rng([p.seed, 2, family, int(background)]).uniform(size=12)
+    t = frame / 30.0
+    ev = np.random.default_rng([p.seed, 3, family, int(background), frame]).uniform(size=2)
+    return Pose(
+        cx=0.08 * (m[0] - 0.5) + 0.06 * m[1] * math.sin(2 * math.pi * (0.2 + 0.5 * m[2]) * t + 6 * m[3]),
+        cy=0.06 + 0.05 * m[4] * math.sin(2 * math.pi * (0.2 + 0.4 * m[5]) * t + 6 * m[6]),
+        scale=(0.92 + 0.16 * m[7]) * (1 + 0.04 * math.sin(2 * math.pi * 0.3 * t + 6 * m[8])),
+        angle=0.12 * m[9] * math.sin(2 * math.pi * 0.25 * t + 6 * m[10]),
+        yaw=0.8 * (m[11] - 0.5) * math.cos(2 * math.pi * 0.15 * t),
+        eye_open=float(0.05 + 0.2 * ev[0]) if ev[1] < 0.12 else 1.0,
+        mouth_open=float(abs(math.sin(2 * math.pi * (0.8 + m[2]) * t + 6 * m[5]))),
+    )
+
+
+def _resample(img: np.ndarray, factor: float, resample) -> np.ndarray:
+    """Down- then up-sample ``img`` (H, W, 3) by ``factor`` with the PIL filter ``resample``."""
+    size = img.shape[0]
+    small = max(4, round(size / factor))
+    pil = Image.fromarray((img * 255).round().astype(np.uint8))
+    out = pil.resize((small, small), Image.BILINEAR).resize((size, size), resample)
+    return np.asarray(out, dtype=np.float32) / 255
+
+
+def swap_frame(p: SynthParams, plan: VideoPlan, target: Identity, source: Identity, base: Pose,
+               s: float, rng: np.random.Generator) -> np.ndarray:
+    """One frame of a FAKE: ``source``'s inner face on ``target`` by ``plan.method`` at strength ``s`` in [0, 1]."""
+    size = p.size
+    original = render(target, base, size)
+    skin = np.asarray(target.skin) if plan.method != "color" else \
+        np.asarray(target.skin) + 0.7 * s * (np.asarray(source.skin) - np.asarray(target.skin) + [0.06, -0.02, -0.05])
+    swapped_pose, edge, gain = base, 0.06, 1.0
+    if plan.method == "seam":
+        swapped_pose, edge = base.shifted(0.035 * s, 0.02 * s, 1 + 0.04 * s), 0.06 * (1 - s) + 0.002
+    elif plan.method == "flicker":
+        angle = rng.uniform(0, 2 * math.pi)
+        swapped_pose = base.shifted(0.03 * s * math.cos(angle), 0.03 * s * math.sin(angle))
+        gain = 1 + 0.14 * s * rng.choice([-1.0, 1.0])
+    face = render(target.with_inner(source, skin=np.clip(skin, 0, 1)), swapped_pose, size) * gain
+    if plan.method == "lowres" and s > 0:
+        face = _resample(np.clip(face, 0, 1), 1 + 5 * s, Image.BILINEAR)
+    elif plan.method == "upsample" and s > 0:
+        blocky = _resample(np.clip(face, 0, 1), 2.0, Image.NEAREST)
+        x = np.arange(size)
+        checker = np.cos(np.pi * x)[None, :] * np.cos(np.pi * x)[:, None] \
+            + 0.5 * np.cos(np.pi * x / 2)[None, :] * np.cos(np.pi * x / 2)[:, None]
+        face = face + s * (blocky - face) + (0.045 * s * checker)[..., None]
+    mask = inner_mask(target, swapped_pose, size, edge)[..., None]
+    out = original * (1 - mask) + face * mask
+    if plan.method == "seam" and s > 0:
+        ring = inner_mask(target, swapped_pose, size, 0.03)
+        out += (0.12 * s * 4 * ring * (1 - ring))[..., None]
+    return np.clip(out, 0, 1)
+
+
+def finish(img: np.ndarray, noise: float, quality: int, rng: np.random.Generator) -> bytes:
+    """Sensor noise and a lossy JPEG round trip, then PNG bytes, as a camera and re-encoder would leave it."""
+    noisy = np.clip(img + rng.normal(0, noise, img.shape), 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray((noisy * 255).round().astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    out = io.BytesIO()
+    Image.open(buf).convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def frame_strength(p: SynthParams, plan: VideoPlan, rng: np.random.Generator) -> float:
+    if rng.uniform() < p.clean_frame_rate:
+        return 0.0
+    low = 0.0 if plan.method == "flicker" else 0.4
+    return plan.strength * rng.uniform(low, 1.0)
+
+
+def render_video(p: SynthParams, plan: VideoPlan, out: Path) -> None:
+    """Render one video's crops into ``out/<stem>``, via a temporary folder renamed into place."""
+    stem = plan.video[:-4]
+    target_dir = out / stem
+    if target_dir.exists() or plan.missing:
+        return
+    tmp = out / f".tmp-{stem}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng([p.seed, 4, plan.index])
+    target = identity(p, plan.family)
+    source = identity(p, plan.source) if plan.source is not None else None
+    bystander = identity(p, 10_000 + plan.family)
+    for frame in plan.frames:
+        base = pose(p, plan.family, frame)
+        if plan.label:
+            img = swap_frame(p, plan, target, source, base, frame_strength(p, plan, rng), rng)
+        else:
+            img = render(target, base, p.size)
+        (tmp / f"{frame}.png").write_bytes(finish(img, plan.noise, plan.jpeg_quality, rng))
+        if frame in plan.second_face:
+            other = render(bystander, pose(p, plan.family, frame, background=True), p.size)
+            (tmp / f"{frame}_2.png").write_bytes(finish(other, plan.noise, plan.jpeg_quality, rng))
+    tmp.rename(target_dir)
+
+
+def metadata_csv(plans: list[VideoPlan]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "split", "original", "label", "method"])
+    for plan in sorted(plans, key=lambda q: q.video):
+        writer.writerow([plan.video, "train", plan.original or "", "FAKE" if plan.label else "REAL", plan.method or ""])
+    return buf.getvalue()
+
+
+def synthesize(p: SynthParams, out: Path, workers: int = 1, overwrite: bool = False) -> list[VideoPlan]:
+    """Write the dataset to ``out``: video folders, then ``metadata.csv`` last. Resumes a killed run."""
+    params = {**asdict(p), "jpeg_quality": list(p.jpeg_quality), "noise_sigma": list(p.noise_sigma),
+              "methods": list(p.methods)}
+    marker = out / PARAMS_FILE
+    if out.exists() and any(out.iterdir()):
+        if not marker.exists():
+            raise DataError(f"{out}: exists and was not written by 'data synth'; choose another --out")
+        if json.loads(marker.read_text()) != params:
+            if not overwrite:
+                raise DataError(f"{out}: holds a synthetic dataset made with other parameters; "
+                                "pass --overwrite to replace it")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(marker, params)
+    for stale in out.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    plans = make_plan(p)
+    todo = [q for q in plans if not q.missing and not (out / q.video[:-4]).exists()]
+    jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(
+        delayed(render_video)(p, q, out) for q in todo)
+    for _ in tqdm(jobs, total=len(todo), desc="synth videos", unit="video"):
+        pass
+    write_text(out / "metadata.csv", metadata_csv(plans))
+    return plans

@@ -1,0 +1,62 @@
+"""Safe extraction of face-part zips (e.g. ``deepfake-detection-faces-part-0.zip``)."""
+from __future__ import annotations
+
+import json
+import re
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .atomic import atomic_dir
+from .errors import DataError
+
+_MARKER = ".extracted.json"
+
+
+def check_members(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse absolute paths, drive letters, ``..`` components and symlinks (zip-slip), before writing anything."""
+    for info in zf.infolist():
+        name = info.filename.replace("\\", "/")
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+            raise DataError(f"{path}: entry {info.filename!r} has an absolute path; refusing to extract")
+        if ".." in parts:
+            raise DataError(f"{path}: entry {info.filename!r} points outside the target folder ('..'); "
+                            "refusing to extract")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DataError(f"{path}: entry {info.filename!r} is a symbolic link; refusing to extract")
+
+
+def extract_zip(path: str | Path, target: str | Path) -> Path:
+    """Extract ``path`` into ``target`` atomically (a temporary folder renamed into place).
+
+    An extraction already done from the same zip (same size and modification time) is reused.
+    """
+    path, target = Path(path), Path(target)
+    st = path.stat()
+    stamp = {"zip": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    marker = target / _MARKER
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text()) == stamp:
+                return target
+        except (OSError, json.JSONDecodeError):
+            pass
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: not a valid zip file") from None
+    with zf:
+        check_members(path, zf)
+        with atomic_dir(target) as tmp:
+            root = tmp.resolve()
+            for info in zf.infolist():
+                dest = (tmp / info.filename.replace("\\", "/")).resolve()
+                if root not in dest.parents and dest != root:
+                    raise DataError(f"{path}: entry {info.filename!r} resolves outside the target folder")
+                try:
+                    zf.extract(info, tmp)
+                except (zipfile.BadZipFile, OSError, EOFError) as e:
+                    raise DataError(f"{path}: entry {info.filename!r} cannot be extracted: {e}") from None
+            (tmp / _MARKER).write_text(json.dumps(stamp))
+    return target

@@ -1,0 +1,1 @@
+"""Ensemble stage: frame scores -> calibrated per-video predictions."""

@@ -1,0 +1,1 @@
+"""Evaluation stage: log-loss reports, offline scoring and submission files."""

@@ -1,0 +1,1 @@
+"""Feature stage: CNN backbones -> per-frame embeddings and fake scores."""
