@@ -37,7 +37,7 @@ $(EMBEDDED)/metadata.csv: $(CONFIG) | $(SETUP)
 
 $(INTERIM)/videos.parquet: $(DATA_DEPS) $(CONFIG) | $(SETUP)
 	$(PYTHON) -m data prepare --data $(DATA) --name $(NAME) --config $(CONFIG)
-	$(PYTHON) -m data sheet --name $(NAME) --out $(REPORTS)/contact_sheet.png || true
+	$(PYTHON) -m data sheet --name $(NAME) --out $(REPORTS)/contact_sheet.png
 
 data: $(INTERIM)/videos.parquet
 

@@ -33,11 +33,26 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sheet(args: argparse.Namespace) -> int:
-    from .sheet import contact_sheet
+    from .sheet import NothingToShow, contact_sheet
 
     out = Path(args.out or f"reports/{args.name}/contact_sheet.png")
-    contact_sheet(Path(args.interim) / args.name, out, families=args.families)
+    try:
+        contact_sheet(Path(args.interim) / args.name, out, families=args.families)
+    except NothingToShow as e:
+        print(f"no contact sheet: {e}")
+        return 0
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import run_bench
+
+    result = run_bench(load_config(args.config), Path(args.out), videos=args.videos, workers=args.workers)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -79,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="PNG path (default: reports/NAME/contact_sheet.png)")
     p.add_argument("--families", type=int, default=6, help="rows to show (default: 6)")
     p.set_defaults(func=cmd_sheet)
+
+    p = sub.add_parser("bench", help="measure synth and prepare throughput into reports/bench/data.json",
+                       description="Benchmark the dataset stage in one run: synth frames/s with 1 and N workers, "
+                                   "prepare crops/s for each verify_images mode.")
+    p.add_argument("--out", default="reports/bench/data.json", help="JSON output (default: reports/bench/data.json)")
+    p.add_argument("--videos", type=int, default=60, help="synthetic videos to generate (default: 60)")
+    p.add_argument("--workers", type=int, default=2, help="parallel synth workers to compare with 1 (default: 2)")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -11,6 +11,10 @@ from .errors import DataError
 from .tables import load_tables
 
 
+class NothingToShow(DataError):
+    """The dataset has no REAL video with crops, so there is no row to draw."""
+
+
 def contact_sheet(interim: Path, out: Path, families: int = 6, tile: int = 128) -> Path:
     """One row per family: the REAL original, then one FAKE per manipulation method (or per video)."""
     videos, frames, root = load_tables(interim)
@@ -25,7 +29,7 @@ def contact_sheet(interim: Path, out: Path, families: int = 6, tile: int = 128) 
             fakes = fakes.drop_duplicates("method")
         rows.append(pd.concat([group[group["label"] == 0].head(1), fakes.head(5)]))
     if not rows:
-        raise DataError(f"{interim}: no REAL video with face crops to show")
+        raise NothingToShow(f"{interim}: no REAL video with face crops to show (unlabelled data?)")
     width = max(len(r) for r in rows)
     sheet = Image.new("RGB", (width * tile, len(rows) * (tile + 14)), "white")
     draw = ImageDraw.Draw(sheet)

@@ -25,7 +25,8 @@ def grouped_assign(groups: np.ndarray, labels: np.ndarray, fractions: np.ndarray
 
     groups: (n,) group id per row; labels: (n,) 0/1 per row; fractions: (k,) summing to 1.
     Returns (n,) bin index per row. Groups go largest first (ties in seeded random order), each to the
-    bin where it most reduces the squared gap to the per-label targets.
+    bin where it least increases the chi-square gap sum((filled - target)^2 / target) over bins and labels,
+    each label weighted by its share, so bins fill in proportion to their targets.
     """
     uniq, inverse = np.unique(groups, return_inverse=True)
     counts = np.zeros((len(uniq), 2))
@@ -37,9 +38,10 @@ def grouped_assign(groups: np.ndarray, labels: np.ndarray, fractions: np.ndarray
     order = order[np.argsort(-counts[order].sum(1), kind="stable")]
     allowed = fractions > 0
     assigned = np.empty(len(uniq), dtype=int)
+    scale = np.maximum(target, 1e-9) * totals
     for g in order:
         n = counts[g]
-        cost = ((n * (2 * (filled - target) + n)) / totals**2).sum(1)
+        cost = (n * (2 * (filled - target) + n) / scale).sum(1)
         cost[~allowed] = np.inf
         b = int(np.argmin(cost))
         assigned[g] = b
