@@ -82,7 +82,7 @@ def scan_folders(folders: dict[str, Path], verify: str, workers: int) -> dict[st
     if verify != "none" and crops:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             ok = list(tqdm(pool.map(lambda c: image_readable(c.path, verify), crops, chunksize=64),
-                           total=len(crops), desc="verify crops", unit="img", leave=False))
+                           total=len(crops), desc="verify crops", unit="img", leave=False, disable=None))
         bad = {c.path for c, good in zip(crops, ok) if not good}
         for vf in listed.values():
             vf.unreadable = [c.path for c in vf.crops if c.path in bad]

@@ -202,6 +202,8 @@ def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, ra
     write_tables(out_root / name, videos, frames, manifest)
     for line in summarize(name, videos, frames, policy):
         print(line)
+    kinds = len(problems.lines())
+    print(f"problems: {kinds} kinds, listed as warnings" if kinds else "problems: none")
     problems.warn()
     print(f"wrote {out_root / name}/videos.parquet, frames.parquet, dataset.json")
     return videos, frames, problems

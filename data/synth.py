@@ -284,7 +284,7 @@ def synthesize(p: SynthParams, out: Path, workers: int = 1, overwrite: bool = Fa
     todo = [q for q in plans if not q.missing and not (out / q.video[:-4]).exists()]
     jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(
         delayed(render_video)(p, q, out) for q in todo)
-    for _ in tqdm(jobs, total=len(todo), desc="synth videos", unit="video"):
+    for _ in tqdm(jobs, total=len(todo), desc="synth videos", unit="video", disable=None):
         pass
     write_text(out / "metadata.csv", metadata_csv(plans))
     return plans
