@@ -17,7 +17,8 @@ PREDICT  := data/predictions/$(NAME)
 REPORTS  := reports/$(NAME)
 
 # The embedded dataset is generated; any other DATA is rebuilt when its paths change.
-DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,$(wildcard $(DATA)))
+DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
+	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
 .PHONY: all setup data features ensemble report submission test bench clean
 .DELETE_ON_ERROR:
@@ -37,9 +38,11 @@ $(EMBEDDED)/metadata.csv: $(CONFIG) | $(SETUP)
 
 $(INTERIM)/videos.parquet: $(DATA_DEPS) $(CONFIG) | $(SETUP)
 	$(PYTHON) -m data prepare --data $(DATA) --name $(NAME) --config $(CONFIG)
-	$(PYTHON) -m data sheet --name $(NAME) --out $(REPORTS)/contact_sheet.png
 
-data: $(INTERIM)/videos.parquet
+$(REPORTS)/contact_sheet.png: $(INTERIM)/videos.parquet
+	$(PYTHON) -m data sheet --name $(NAME) --out $@
+
+data: $(INTERIM)/videos.parquet $(REPORTS)/contact_sheet.png
 
 $(FEATURES)/.done: $(INTERIM)/videos.parquet
 	$(PYTHON) -m extract train --name $(NAME) --config $(CONFIG)

@@ -35,7 +35,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_sheet(args: argparse.Namespace) -> int:
     from .sheet import NothingToShow, contact_sheet
 
-    out = Path(args.out or f"reports/{args.name}/contact_sheet.png")
+    from .prepare import check_name
+
+    out = Path(args.out or f"reports/{check_name(args.name)}/contact_sheet.png")
     try:
         contact_sheet(Path(args.interim) / args.name, out, families=args.families)
     except NothingToShow as e:

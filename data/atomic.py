@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(path: Path, mode: int) -> None:
+    """Give a temporary file or folder the permissions a plain create would have (mkstemp uses 0600)."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path next to ``target``; rename it onto ``target`` on success."""
@@ -20,6 +31,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        _publish(tmp, 0o666)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -42,6 +54,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
     try:
         yield tmp
+        _publish(tmp, 0o777)
         old = None
         if target.exists():
             old = target.with_name(f".old-{target.name}.{os.getpid()}")

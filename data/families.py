@@ -27,6 +27,9 @@ def assign_families(entries: dict[str, Entry], problems: Problems) -> dict[str, 
             problems.add("FAKE videos whose original is not listed", f"{video} <- {e.original}")
         elif listed.label == 1:
             problems.add("originals that are themselves FAKE (chain followed)", f"{video} <- {e.original}")
+        elif listed.label is None:
+            problems.add("FAKE videos whose original has no label (the original stays unlabeled)",
+                         f"{video} <- {e.original}")
 
     # union-find over the links; the representative is the root of the chain (min name inside a cycle)
     rep: dict[str, str] = {}

@@ -63,12 +63,24 @@ class Entry:
                 and all(self.extra[k] == other.extra[k] for k in shared))
 
 
+# Columns that `prepare` computes; a metadata column of the same name is kept as ``meta_<name>``.
+COMPUTED_COLUMNS = ("video", "family", "fold", "n_frames", "n_faces_max", "n_crops", "folder", "source_split")
+
+
+def _extra_name(column: str) -> str | None:
+    """The table column for an extra metadata column; None for a nameless index column (pandas' ``Unnamed: 0``)."""
+    if column == "" or column.startswith("unnamed:"):
+        return None
+    return f"meta_{column}" if column in COMPUTED_COLUMNS or column.startswith("meta_") else column
+
+
 def _entry(raw: dict, where: str) -> Entry:
     name = _optional(raw.get("filename"))
     if name is None:
         raise DataError(f"{where}: empty filename")
     original = _optional(raw.get("original"))
-    extra = {k: _optional(v) for k, v in raw.items() if k not in KNOWN_COLUMNS}
+    extra = {_extra_name(k): _optional(v) for k, v in raw.items() if k not in KNOWN_COLUMNS}
+    extra.pop(None, None)
     return Entry(video=video_name(name), label=parse_label(raw.get("label"), where),
                  original=video_name(original) if original else None,
                  split=_optional(raw.get("split")), source=where, extra=extra)
@@ -116,22 +128,28 @@ def read_metadata_json(path: str | Path) -> list[Entry]:
     """Entries of a DFDC ``metadata.json``: ``{"x.mp4": {"label": "FAKE", "split": "train", "original": "y.mp4"}}``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_Pairs)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, _Pairs):
         raise DataError(f"{path}: expected a JSON object keyed by video filename, got {type(data).__name__}")
     entries = []
-    for name, value in data.items():
+    for name, value in data:   # pairs, so a repeated key is seen as a duplicate row
         where = f"{path}: entry {name!r}"
+        if isinstance(value, _Pairs):
+            value = dict(value)
         if not isinstance(value, dict):
             raise DataError(f"{where}: expected an object with label/split/original, got {type(value).__name__}")
         if "label" not in value:
             raise DataError(f"{where}: no 'label'")
         entries.append(_entry({**value, "filename": name}, where))
     return entries
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, keeping repeated keys."""
 
 
 def read_metadata(path: str | Path) -> list[Entry]:

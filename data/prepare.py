@@ -9,6 +9,7 @@ Outputs, in ``<out>/<name>/`` (written whole or not at all):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,19 +38,46 @@ class Part:
     metadata: list[Path]
 
 
-def _parts_in(folder: Path) -> list[Part]:
-    """A folder with metadata files is one part; otherwise each sub-folder with metadata is one."""
-    own = metadata_files(folder)
-    if own:
-        return [Part(folder, own)]
-    subparts = [Part(p, metadata_files(p)) for p in sorted(folder.iterdir())
-                if p.is_dir() and not p.name.startswith(".") and metadata_files(p)]
-    return subparts or [Part(folder, [])]
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+PART_SEARCH_DEPTH = 3   # how deep below a DATA folder (or zip) metadata files are looked for
+
+
+def check_name(name: str) -> str:
+    """A dataset name is one plain path component: it names folders that are replaced whole."""
+    if not NAME_PATTERN.match(name):
+        raise DataError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-', not starting with '.'")
+    return name
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+
+
+def _parts_in(folder: Path, depth: int = PART_SEARCH_DEPTH) -> list[Part]:
+    """Folders holding metadata files, searched down to ``depth`` levels; each is one part.
+
+    Without any metadata, wrapper folders (a lone sub-folder and no files, as zips often have) are
+    skipped and the folder of face folders is one unlabelled part.
+    """
+    def search(f: Path, level: int) -> list[Part]:
+        own = metadata_files(f)
+        if own:
+            return [Part(f, own)]
+        return [p for sub in _subfolders(f) for p in search(sub, level + 1)] if level < depth else []
+
+    parts = search(folder, 0)
+    if parts:
+        return parts
+    while len(_subfolders(folder)) == 1 and not any(p.is_file() and not p.name.startswith(".")
+                                                     for p in folder.iterdir()):
+        folder = _subfolders(folder)[0]
+    return [Part(folder, [])]
 
 
 def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
     """Parts from DATA: folders, ``*.zip`` files (extracted under ``raw_dir``) or metadata files."""
     parts: list[Part] = []
+    zips: dict[str, Path] = {}
     for item in paths:
         path = Path(item)
         if not path.exists():
@@ -57,6 +85,10 @@ def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
         if path.is_dir():
             parts += _parts_in(path)
         elif path.suffix.lower() == ".zip":
+            if path.stem in zips:
+                raise DataError(f"{path}: same file name as {zips[path.stem]}; they would be extracted to the "
+                                "same folder, so rename one")
+            zips[path.stem] = path
             parts += _parts_in(extract_zip(path, raw_dir / path.stem))
         elif path.suffix.lower() in (".json", ".csv"):
             parts.append(Part(path.parent, [path]))
@@ -65,8 +97,13 @@ def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
     return parts
 
 
+def _absolute(path: Path) -> Path:
+    """Absolute, without resolving symlinks: a symlinked face folder stays inside the dataset."""
+    return Path(os.path.abspath(path))
+
+
 def _dataset_root(parts: list[Part]) -> Path:
-    return Path(os.path.commonpath([str(p.root.resolve()) for p in parts]))
+    return Path(os.path.commonpath([str(_absolute(p.root)) for p in parts]))
 
 
 def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -99,6 +136,10 @@ def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[p
     if not entries:
         raise DataError(f"{root}: no videos found (no metadata rows and no face folders)")
 
+    if has_metadata:
+        for video, entry in entries.items():
+            if entry.label is None:
+                problems.add("listed videos without a label (unlabelled)", f"{video} ({entry.source})")
     listed_stems = {video_stem(v) for v in entries}
     for stem in sorted(set(folders) - listed_stems):
         problems.add("folders on disk that are not listed (skipped)", str(folders[stem]))
@@ -124,12 +165,12 @@ def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[p
         frames = np.unique([c.frame for c in crops]) if crops else np.array([], dtype=int)
         keep = set(policy.select_frames(frames).tolist())
         kept = [c for c in crops if c.frame in keep and policy.keep_face(c.face)]
-        frame_rows += [(video, c.frame, c.face, c.path.resolve().relative_to(root).as_posix()) for c in kept]
+        frame_rows += [(video, c.frame, c.face, _absolute(c.path).relative_to(root).as_posix()) for c in kept]
         faces_per_frame = pd.Series([c.frame for c in crops]).value_counts()
         video_rows.append({
             "video": video, "label": entry.label, "original": entry.original, "family": family[video],
             "n_frames": len(frames), "n_faces_max": int(faces_per_frame.max()) if crops else 0,
-            "n_crops": len(kept), "folder": vf.path.resolve().relative_to(root).as_posix() if vf else None,
+            "n_crops": len(kept), "folder": _absolute(vf.path).relative_to(root).as_posix() if vf else None,
             "source_split": entry.split, **entry.extra,
         })
 
@@ -184,6 +225,7 @@ def summarize(name: str, videos: pd.DataFrame, frames: pd.DataFrame, policy: Sam
 def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, raw_root: Path,
             strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Problems]:
     """Ingest ``paths`` and write ``out_root/name``; returns the tables and the problems found."""
+    check_name(name)
     prep = section(config, "prepare")
     problems = Problems(examples=positive_int(prep, "examples"))
     parts = resolve_parts(paths, raw_root / name)
@@ -193,8 +235,9 @@ def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, ra
     policy = SamplingPolicy.from_config(config)
     manifest = {
         "name": name, "root": str(root),
-        "sources": [str(Path(p).resolve()) for p in paths],
-        "parts": [{"root": str(p.root.resolve()), "metadata": [str(m.resolve()) for m in p.metadata]} for p in parts],
+        "sources": [str(_absolute(Path(p))) for p in paths],
+        "parts": [{"root": str(_absolute(p.root)), "metadata": [str(_absolute(m)) for m in p.metadata]}
+                  for p in parts],
         "seed": config["seed"], "sampling": policy.__dict__, "splits": dict(config["splits"]),
         "n_videos": len(videos), "n_crops": len(frames),
         "problems": problems.as_dict(),

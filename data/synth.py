@@ -271,7 +271,11 @@ def synthesize(p: SynthParams, out: Path, workers: int = 1, overwrite: bool = Fa
     if out.exists() and any(out.iterdir()):
         if not marker.exists():
             raise DataError(f"{out}: exists and was not written by 'data synth'; choose another --out")
-        if json.loads(marker.read_text()) != params:
+        try:
+            previous = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != params:
             if not overwrite:
                 raise DataError(f"{out}: holds a synthetic dataset made with other parameters; "
                                 "pass --overwrite to replace it")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -11,6 +12,11 @@ from .atomic import atomic_dir
 from .errors import DataError
 
 _MARKER = ".extracted.json"
+
+
+def _member_path(info: zipfile.ZipInfo) -> str:
+    """The entry's relative path, with Windows separators made '/'."""
+    return info.filename.replace("\\", "/").strip("/")
 
 
 def check_members(path: Path, zf: zipfile.ZipFile) -> None:
@@ -51,12 +57,18 @@ def extract_zip(path: str | Path, target: str | Path) -> Path:
         with atomic_dir(target) as tmp:
             root = tmp.resolve()
             for info in zf.infolist():
-                dest = (tmp / info.filename.replace("\\", "/")).resolve()
+                dest = (tmp / _member_path(info)).resolve()
                 if root not in dest.parents and dest != root:
                     raise DataError(f"{path}: entry {info.filename!r} resolves outside the target folder")
                 try:
-                    zf.extract(info, tmp)
-                except (zipfile.BadZipFile, OSError, EOFError) as e:
+                    if info.is_dir() or info.filename.endswith("\\"):
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as e:
+                    # RuntimeError: encrypted entry; NotImplementedError: unsupported compression method
                     raise DataError(f"{path}: entry {info.filename!r} cannot be extracted: {e}") from None
             (tmp / _MARKER).write_text(json.dumps(stamp))
     return target

@@ -89,3 +89,21 @@ def test_labels_and_names():
     assert [parse_label(v, "x") for v in ("FAKE", "real", " Fake ", 1, "0", "", None, float("nan"))] == \
         [1, 0, 1, 1, 0, None, None, None]
     assert video_name("abc") == "abc.mp4" and video_name("dir/abc.mp4") == "abc.mp4"
+
+
+def test_extra_columns_never_overwrite_computed_ones_and_index_columns_are_ignored(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(",filename,split,original,label,family,video\n0,x.mp4,train,,REAL,f1,v1\n")
+    b.write_text(",filename,split,original,label,family,video\n5,x.mp4,train,,REAL,f1,v1\n")
+    merged = merge_entries(read_metadata_csv(a) + read_metadata_csv(b))   # index 0 vs 5: not a conflict
+    entry = merged.entries["x.mp4"]
+    assert entry.extra == {"meta_family": "f1", "meta_video": "v1"} and merged.duplicates_dropped == 1
+
+
+def test_repeated_keys_in_metadata_json_are_duplicates(tmp_path):
+    path = tmp_path / "metadata.json"
+    path.write_text('{"a.mp4": {"label": "REAL"}, "a.mp4": {"label": "REAL"}}')
+    assert merge_entries(read_metadata_json(path)).duplicates_dropped == 1
+    path.write_text('{"a.mp4": {"label": "REAL"}, "a.mp4": {"label": "FAKE", "original": "b.mp4"}}')
+    with pytest.raises(DataError, match="entry 'a.mp4' and .*entry 'a.mp4' disagree"):
+        merge_entries(read_metadata_json(path))

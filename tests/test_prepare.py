@@ -162,7 +162,8 @@ def test_symlink_in_zip_is_refused(tmp_path):
         zf.writestr(info, "/etc/passwd")
     res = run_cli("data", "prepare", "--data", str(z), "--name", "l",
                   "--out", str(tmp_path / "interim"), "--raw", str(tmp_path / "raw"))
-    assert res.returncode == 2 and "symbolic link" in res.stderr
+    assert res.returncode == 2 and "symbolic link" in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "interim").exists() and not list((tmp_path / "raw").rglob("link"))
 
 
 @pytest.mark.parametrize("metadata, words", [
@@ -195,3 +196,96 @@ def test_missing_data_path_and_strict_mode(tmp_path):
     res = run_cli("data", "prepare", "--data", str(root), "--name", "s", "--strict",
                   "--out", str(tmp_path / "interim"), "--raw", str(tmp_path / "raw"))
     assert res.returncode == 2 and "--strict" in res.stderr and not (tmp_path / "interim/s").exists()
+
+
+def prepare_args(tmp_path, *data, name="t"):
+    return ["data", "prepare", "--data", *map(str, data), "--name", name,
+            "--out", str(tmp_path / "interim"), "--raw", str(tmp_path / "raw")]
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b", ".hidden"])
+def test_dataset_name_must_be_one_plain_folder_name(tmp_path, name):
+    root = messy_dataset(tmp_path / "faces")
+    keep = tmp_path / "interim" / "other" / "precious.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("x")
+    res = run_cli(*prepare_args(tmp_path, root, name=name))
+    assert res.returncode == 2 and "dataset name" in res.stderr and keep.exists()
+
+
+def test_unlabelled_rows_of_a_labelled_file_and_unlabelled_originals_are_reported(tmp_path):
+    root = tmp_path / "faces"
+    write_video(root, "rrrrrrrrrr", [0])
+    write_video(root, "ffffffffff", [0])
+    (root / "metadata.csv").write_text("filename,split,original,label\nrrrrrrrrrr.mp4,train,,\n"
+                                       "ffffffffff.mp4,train,rrrrrrrrrr.mp4,FAKE\n")
+    res = run_cli(*prepare_args(tmp_path, root))
+    assert res.returncode == 0, res.stderr
+    assert "1 listed videos without a label (unlabelled): rrrrrrrrrr.mp4" in res.stderr
+    assert "FAKE videos whose original has no label" in res.stderr
+
+
+def test_output_files_get_ordinary_permissions(tmp_path):
+    res = run_cli(*prepare_args(tmp_path, messy_dataset(tmp_path / "faces")))
+    assert res.returncode == 0
+    out = tmp_path / "interim" / "t"
+    assert out.stat().st_mode & 0o755 == 0o755 and (out / "dataset.json").stat().st_mode & 0o644 == 0o644
+
+
+def test_symlinked_face_folders_stay_inside_the_dataset(tmp_path):
+    root = tmp_path / "faces"
+    elsewhere = write_video(tmp_path / "disk2", "ffffffffff", [0, 1])
+    write_video(root, "rrrrrrrrrr", [0])
+    (root / "ffffffffff").symlink_to(elsewhere, target_is_directory=True)
+    (root / "metadata.csv").write_text("filename,split,original,label\nrrrrrrrrrr.mp4,train,,REAL\n"
+                                       "ffffffffff.mp4,train,rrrrrrrrrr.mp4,FAKE\n")
+    res = run_cli(*prepare_args(tmp_path, root))
+    assert res.returncode == 0, res.stderr
+    frames = pd.read_parquet(tmp_path / "interim/t/frames.parquet")
+    assert frames["path"].tolist() == ["rrrrrrrrrr/0.png", "ffffffffff/0.png", "ffffffffff/1.png"]
+
+
+def test_zips_with_the_same_file_name_are_refused(tmp_path):
+    rows, folders = ["rrrrrrrrrr.mp4,train,,REAL"], ["rrrrrrrrrr"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    za = make_part_zip(tmp_path / "a" / "part.zip", "p", rows, folders)
+    zb = make_part_zip(tmp_path / "b" / "part.zip", "p", rows, folders)
+    res = run_cli(*prepare_args(tmp_path, za, zb))
+    assert res.returncode == 2 and "same file name" in res.stderr and str(zb) in res.stderr
+
+
+def test_zip_with_a_wrapper_folder_and_windows_separators(tmp_path):
+    z = tmp_path / "wrapped.zip"
+    png = write_png(tmp_path / "x.png").read_bytes()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("top\\part9\\metadata.csv", "filename,split,original,label\nrrrrrrrrrr.mp4,train,,REAL\n")
+        zf.writestr("top\\part9\\rrrrrrrrrr\\0.png", png)
+        zf.writestr("top\\part9\\rrrrrrrrrr\\0_2.png", png)
+    res = run_cli(*prepare_args(tmp_path, z))
+    assert res.returncode == 0, res.stderr
+    videos = pd.read_parquet(tmp_path / "interim/t/videos.parquet")
+    assert videos[["video", "label", "n_frames", "n_faces_max"]].values.tolist() == [["rrrrrrrrrr.mp4", 0, 1, 2]]
+
+
+def test_corrupt_zip_is_one_line_error(tmp_path):
+    z = tmp_path / "broken.zip"
+    z.write_bytes(b"PK\x03\x04 not really a zip")
+    res = run_cli(*prepare_args(tmp_path, z))
+    assert res.returncode == 2 and res.stderr == f"error: {z}: not a valid zip file\n"
+
+
+def test_prepare_runs_the_leak_check_before_writing(tmp_path, monkeypatch, config):
+    from data import prepare as prepare_module
+    from data.errors import DataError
+
+    def leaky(videos, fractions, folds, seed):
+        out = videos.assign(split="train", fold=0)
+        out.loc[out.index[0], "split"] = "test"      # split one family
+        return out
+
+    monkeypatch.setattr(prepare_module, "assign_splits", leaky)
+    root = messy_dataset(tmp_path / "faces")
+    with pytest.raises(DataError, match="family leak"):
+        prepare_module.prepare([root], "leak", config, out_root=tmp_path / "interim", raw_root=tmp_path / "raw")
+    assert not (tmp_path / "interim").exists() or not list((tmp_path / "interim").iterdir())
