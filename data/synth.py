@@ -2,7 +2,9 @@
 
 Each REAL "original" is a short video of one rendered identity with head motion, blinking, talking,
 sensor noise and lossy compression. Each FAKE re-renders its original's video with another identity's
-inner face swapped in by one of five manipulation methods, each leaving a different trace:
+inner face swapped in. Source identities come from their own pool, never shown unmanipulated, so a
+detector has to find the swap's traces rather than recognise people. Five manipulation methods each leave
+a different trace:
 
 - ``lowres``: the swapped face is rendered at low resolution and upscaled (blur);
 - ``color``: the swapped skin keeps the source identity's tone (colour mismatch at the mask edge);
@@ -36,6 +38,30 @@ from .render import Identity, Pose, inner_mask, render
 METHODS = ("lowres", "color", "seam", "upsample", "flicker")
 PARAMS_FILE = "synth.json"
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+BYSTANDER_IDENTITIES = 10_000   # identity index offsets: originals 0.., background faces, swap sources
+SOURCE_IDENTITIES = 20_000
+
+
+@dataclass(frozen=True)
+class Traces:
+    """How strongly each manipulation method marks a frame at artifact strength 1 (sizes in face units)."""
+
+    blend_edge: float = 0.06            # soft edge of the swap mask when no seam is wanted
+    lowres_factor: float = 7.0          # lowres: downscale factor 1 + 7 s
+    color_shift: float = 1.0            # color: share of the source's skin tone kept
+    color_cast: tuple = (0.06, -0.02, -0.05)
+    seam_offset: float = 0.035          # seam: misalignment of the pasted face
+    seam_scale: float = 0.04
+    seam_ring: float = 0.2              # seam: brightness of the blending seam
+    upsample_block: float = 4.0         # upsample: nearest-neighbour block size in pixels
+    checker: float = 0.06               # upsample: amplitude of the periodic pattern
+    checker_periods: tuple = (1, 2, 4)  # half-periods in pixels
+    flicker_gain: float = 0.2           # flicker: brightness jump of the swap
+    flicker_shift: float = 0.03         # flicker: position jitter of the swap
+    frame_strength_min: float = 0.5     # a non-clean frame's strength is video strength x U(min, 1)
+
+
+TRACE = Traces()
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,7 @@ class SynthParams:
     clean_frame_rate: float
     jpeg_quality: tuple[int, int]
     noise_sigma: tuple[float, float]
+    strength: tuple[float, float]
     methods: tuple[str, ...]
 
     @classmethod
@@ -68,7 +95,8 @@ class SynthParams:
                 frame_stride=positive_int(t, "frame_stride"), min_frame_fraction=fraction(t, "min_frame_fraction"),
                 dropped_frame_rate=fraction(t, "dropped_frame_rate"), second_face_rate=fraction(t, "second_face_rate"),
                 missing_folder_rate=fraction(t, "missing_folder_rate"), clean_frame_rate=fraction(t, "clean_frame_rate"),
-                jpeg_quality=(int(q[0]), int(q[1])), noise_sigma=number_range(t, "noise_sigma"), methods=methods)
+                jpeg_quality=(int(q[0]), int(q[1])), noise_sigma=number_range(t, "noise_sigma"),
+                strength=number_range(t, "strength"), methods=methods)
         p = cls(**{**asdict(p), **{k: v for k, v in overrides.items() if v is not None}})
         if p.videos < 2 or p.size < 32 or p.frames < 1:
             raise DataError("synth: need --videos >= 2, --frames >= 1 and --size >= 32")
@@ -133,15 +161,12 @@ def make_plan(p: SynthParams) -> list[VideoPlan]:
                 pos = np.arange(n)[keep] / max(n - 1, 1)
                 second = tuple(int(f) for f in frames[(pos >= window[0]) & (pos <= window[1])])
             is_fake = j > 0
-            source = None
-            if is_fake:
-                source = int(rng.integers(n_real - 1)) if n_real > 1 else 0
-                source += source >= family and n_real > 1
+            source = SOURCE_IDENTITIES + fake_i if is_fake else None
             plans.append(VideoPlan(
                 index=k, video=f"{names[k]}.mp4", label=int(is_fake),
                 original=f"{names[k - j]}.mp4" if is_fake else None, family=family,
                 method=methods[fake_i] if is_fake else None, source=source,
-                strength=float(rng.uniform(0.35, 1.0)) if is_fake else 0.0,
+                strength=float(rng.uniform(*p.strength)) if is_fake else 0.0,
                 frames=tuple(int(f) for f in frames), second_face=second,
                 jpeg_quality=int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1)),
                 noise=float(rng.uniform(*p.noise_sigma)), missing=k in missing))
@@ -185,28 +210,29 @@ def swap_frame(p: SynthParams, plan: VideoPlan, target: Identity, source: Identi
     size = p.size
     original = render(target, base, size)
     skin = np.asarray(target.skin) if plan.method != "color" else \
-        np.asarray(target.skin) + 0.7 * s * (np.asarray(source.skin) - np.asarray(target.skin) + [0.06, -0.02, -0.05])
-    swapped_pose, edge, gain = base, 0.06, 1.0
+        np.asarray(target.skin) + TRACE.color_shift * s * (np.asarray(source.skin) - np.asarray(target.skin)
+                                                           + TRACE.color_cast)
+    swapped_pose, edge, gain = base, TRACE.blend_edge, 1.0
     if plan.method == "seam":
-        swapped_pose, edge = base.shifted(0.035 * s, 0.02 * s, 1 + 0.04 * s), 0.06 * (1 - s) + 0.002
+        swapped_pose = base.shifted(TRACE.seam_offset * s, 0.6 * TRACE.seam_offset * s, 1 + TRACE.seam_scale * s)
+        edge = TRACE.blend_edge * (1 - s) + 0.002
     elif plan.method == "flicker":
         angle = rng.uniform(0, 2 * math.pi)
-        swapped_pose = base.shifted(0.03 * s * math.cos(angle), 0.03 * s * math.sin(angle))
-        gain = 1 + 0.14 * s * rng.choice([-1.0, 1.0])
+        swapped_pose = base.shifted(TRACE.flicker_shift * s * math.cos(angle), TRACE.flicker_shift * s * math.sin(angle))
+        gain = 1 + TRACE.flicker_gain * s * rng.choice([-1.0, 1.0])
     face = render(target.with_inner(source, skin=np.clip(skin, 0, 1)), swapped_pose, size) * gain
     if plan.method == "lowres" and s > 0:
-        face = _resample(np.clip(face, 0, 1), 1 + 5 * s, Image.BILINEAR)
+        face = _resample(np.clip(face, 0, 1), 1 + TRACE.lowres_factor * s, Image.BILINEAR)
     elif plan.method == "upsample" and s > 0:
-        blocky = _resample(np.clip(face, 0, 1), 2.0, Image.NEAREST)
+        blocky = _resample(np.clip(face, 0, 1), TRACE.upsample_block, Image.NEAREST)
         x = np.arange(size)
-        checker = np.cos(np.pi * x)[None, :] * np.cos(np.pi * x)[:, None] \
-            + 0.5 * np.cos(np.pi * x / 2)[None, :] * np.cos(np.pi * x / 2)[:, None]
-        face = face + s * (blocky - face) + (0.045 * s * checker)[..., None]
+        checker = sum(np.cos(np.pi * x / k)[None, :] * np.cos(np.pi * x / k)[:, None] / k for k in TRACE.checker_periods)
+        face = face + s * (blocky - face) + (TRACE.checker * s * checker)[..., None]
     mask = inner_mask(target, swapped_pose, size, edge)[..., None]
     out = original * (1 - mask) + face * mask
     if plan.method == "seam" and s > 0:
         ring = inner_mask(target, swapped_pose, size, 0.03)
-        out += (0.12 * s * 4 * ring * (1 - ring))[..., None]
+        out += (TRACE.seam_ring * s * 4 * ring * (1 - ring))[..., None]
     return np.clip(out, 0, 1)
 
 
@@ -224,7 +250,7 @@ def finish(img: np.ndarray, noise: float, quality: int, rng: np.random.Generator
 def frame_strength(p: SynthParams, plan: VideoPlan, rng: np.random.Generator) -> float:
     if rng.uniform() < p.clean_frame_rate:
         return 0.0
-    low = 0.0 if plan.method == "flicker" else 0.4
+    low = 0.0 if plan.method == "flicker" else TRACE.frame_strength_min
     return plan.strength * rng.uniform(low, 1.0)
 
 
@@ -240,7 +266,7 @@ def render_video(p: SynthParams, plan: VideoPlan, out: Path) -> None:
     rng = np.random.default_rng([p.seed, 4, plan.index])
     target = identity(p, plan.family)
     source = identity(p, plan.source) if plan.source is not None else None
-    bystander = identity(p, 10_000 + plan.family)
+    bystander = identity(p, BYSTANDER_IDENTITIES + plan.family)
     for frame in plan.frames:
         base = pose(p, plan.family, frame)
         if plan.label:
@@ -266,7 +292,7 @@ def metadata_csv(plans: list[VideoPlan]) -> str:
 def synthesize(p: SynthParams, out: Path, workers: int = 1, overwrite: bool = False) -> list[VideoPlan]:
     """Write the dataset to ``out``: video folders, then ``metadata.csv`` last. Resumes a killed run."""
     params = {**asdict(p), "jpeg_quality": list(p.jpeg_quality), "noise_sigma": list(p.noise_sigma),
-              "methods": list(p.methods)}
+              "strength": list(p.strength), "methods": list(p.methods)}
     marker = out / PARAMS_FILE
     if out.exists() and any(out.iterdir()):
         if not marker.exists():

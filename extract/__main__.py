@@ -3,18 +3,108 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from data.cli import add_pending_commands, run
+from data.cli import add_config_flag, run
+from data.config import load_config
+from data.prepare import check_name
+
+
+def _settings(args):
+    from .settings import load_settings
+
+    config = load_config(args.config)
+    settings = load_settings(config)
+    names = [b.name for b in settings.backbones]
+    for name in args.backbone or []:
+        if name not in names:
+            from data.errors import DataError
+            raise DataError(f"--backbone {name}: not in the config's [extract] backbones ({', '.join(names)})")
+    specs = [b for b in settings.backbones if not args.backbone or b.name in args.backbone]
+    return config, settings, specs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_all
+
+    config, settings, specs = _settings(args)
+    name = check_name(args.name)
+    train_all(Path(args.interim) / name, Path(args.models) / name, settings, config,
+              only=[s.name for s in specs])
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .features import Shard, extract_backbone
+
+    config, settings, specs = _settings(args)
+    name = check_name(args.name)
+    shard = Shard.parse(args.shard)
+    for spec in specs:
+        extract_backbone(spec, settings, Path(args.interim) / name, Path(args.models) / name,
+                         Path(args.out) / name, shard)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .features import merge_chunks
+
+    _, _, specs = _settings(args)
+    for spec in specs:
+        merge_chunks(spec.name, Path(args.out) / check_name(args.name))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    config, settings, specs = _settings(args)
+    run_bench(config, settings, specs[0], Path(args.interim) / check_name(args.name), Path(args.models) / args.name,
+              Path(args.out), frames=args.frames)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, out: bool = False) -> None:
+    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    p.add_argument("--backbone", nargs="+", metavar="NAME",
+                   help="only these of the config's backbones (default: all of [extract] backbones)")
+    p.add_argument("--interim", default="data/interim", help="prepared tables folder (default: data/interim)")
+    p.add_argument("--models", default="models", help="models folder; models go to MODELS/NAME (default: models)")
+    if out:
+        p.add_argument("--out", default="data/features",
+                       help="features folder; files go to OUT/NAME/<backbone>.parquet (default: data/features)")
+    add_config_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m extract",
-                                     description="Feature stage: per-frame embeddings and fake scores (issue #3).")
-    add_pending_commands(parser, "extract", [
-        ("train", "train or fine-tune each configured backbone on the train split", 3),
-        ("features", "score every face crop with every trained backbone", 3),
-        ("merge", "join the shards of a sharded features run", 3),
-        ("bench", "measure frames/s of the feature pipeline", 3)])
+                                     description="Feature stage: per-frame embeddings and fake scores.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    p = sub.add_parser("train", help="train or fine-tune each configured backbone on the train split",
+                       description="Train each backbone on the train split's crops; a family-grouped fold of it "
+                                   "chooses the epoch. Writes models/NAME/<backbone>.keras and a JSON card. "
+                                   "Resumes after a kill.")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("features", help="score every face crop with every trained backbone",
+                       description="Run every trained backbone over every sampled crop of every split; writes "
+                                   "data/features/NAME/<backbone>.parquet. Resumable; shardable across machines.")
+    _common(p, out=True)
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="take only shard I of N (1-based), then run 'merge' once all shards' chunks are together")
+    p.set_defaults(func=cmd_features)
+    p = sub.add_parser("merge", help="join the chunks of a sharded features run",
+                       description="Join data/features/NAME/<backbone>.chunks/ into <backbone>.parquet, once every "
+                                   "shard's chunks are there.")
+    _common(p, out=True)
+    p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("bench", help="measure frames/s: model only, the tf.data pipeline, a naive loader",
+                       description="Frames/s of one backbone on the prepared dataset, three ways in one run; "
+                                   "writes reports/bench/extract.json.")
+    _common(p)
+    p.add_argument("--out", default="reports/bench/extract.json", help="JSON output (default: reports/bench/extract.json)")
+    p.add_argument("--frames", type=int, default=2048, help="crops to time per variant (default: 2048)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

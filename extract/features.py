@@ -1,0 +1,233 @@
+"""``python -m extract features`` and ``merge``: every trained backbone over every face crop of every split.
+
+Output ``data/features/<NAME>/<backbone>.parquet``, one row per readable crop, sorted by (video, frame, face):
+``video`` string, ``frame`` int32, ``face`` int16, ``score`` float32 (P(FAKE) of the frame) and
+``embedding``: a fixed-size list of float32 (the backbone's pooled features; length in the file's metadata).
+
+Videos are cut into chunks of ``chunk_videos`` in sorted order; each chunk is written atomically to
+``<backbone>.chunks/chunk-NNNNN.parquet`` and batches never straddle chunks, so a resumed run, or n shards
+(``--shard i/n`` takes chunks i-1, i-1+n, ...), then ``merge``, write the same file as one uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from data.atomic import atomic_path
+from data.errors import DataError
+from data.tables import load_tables
+
+from .backbones import build_model, feature_model, get_backbone, load_classifier
+from .pipeline import chunked_dataset
+from .runtime import Runtime, setup
+from .settings import BackboneSpec, ExtractSettings
+
+META_KEY = b"deepfake_ensemble"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int   # 0-based
+    count: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Shard":
+        if text is None:
+            return cls(0, 1)
+        try:
+            i, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise DataError(f"--shard {text!r}: expected i/n, e.g. 1/4") from None
+        if not 1 <= i <= n:
+            raise DataError(f"--shard {text!r}: need 1 <= i <= n")
+        return cls(i - 1, n)
+
+    def takes(self, chunk: int) -> bool:
+        return chunk % self.count == self.index
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def crop_rows(interim: Path) -> tuple[pd.DataFrame, list[str], Path]:
+    """All sampled crops sorted by (video, frame, face), the sorted video list, and the dataset root."""
+    videos, frames, root = load_tables(interim)
+    order = sorted(videos["video"])
+    rows = frames.sort_values(["video", "frame", "face"]).reset_index(drop=True)
+    return rows, order, root
+
+
+def run_key(spec: BackboneSpec, model_file: Path, rows: pd.DataFrame, settings: ExtractSettings) -> str:
+    """What a chunk depends on: the model bytes, the crops, the view and the batching."""
+    h = hashlib.sha256()
+    h.update(_sha256_file(model_file).encode())
+    h.update(pd.util.hash_pandas_object(rows[["video", "frame", "face", "path"]], index=False).values.tobytes())
+    h.update(json.dumps([spec.input_size, spec.center_crop, settings.batch_size, settings.chunk_videos]).encode())
+    return h.hexdigest()
+
+
+def _table(video, frame, face, score, embedding: np.ndarray, key: str, dim: int) -> pa.Table:
+    flat = pa.array(embedding.reshape(-1).astype(np.float32), pa.float32())
+    table = pa.table({
+        "video": pa.array(video, pa.string()), "frame": pa.array(frame, pa.int32()),
+        "face": pa.array(face, pa.int16()), "score": pa.array(score, pa.float32()),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })
+    meta = {"key": key, "embedding_dim": dim}
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
+def _write(table: pa.Table, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+
+
+def file_key(path: Path) -> str | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta.get(META_KEY, b"{}")).get("key")
+    except (OSError, pa.ArrowInvalid, json.JSONDecodeError):
+        return None
+
+
+def _inference_model(spec: BackboneSpec, model_file: Path, runtime: Runtime) -> keras.Model:
+    """The embedding + score model; rebuilt in mixed precision on GPU with the trained weights."""
+    trained = load_classifier(model_file)
+    if not runtime.mixed_precision and runtime.gpus <= 1:
+        return feature_model(trained)
+    with runtime.strategy.scope():
+        model = build_model(spec.name, spec.input_size, "none", dropout=0.0)
+        model.set_weights(trained.get_weights())
+        return feature_model(model)
+
+
+def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Path, models_dir: Path,
+                     out_dir: Path, shard: Shard) -> Path | None:
+    """Write this shard's missing chunks; merge when every chunk is there. Returns the merged file or None."""
+    model_file = models_dir / f"{spec.name}.keras"
+    if not model_file.exists():
+        raise DataError(f"{model_file}: model not found; run 'python -m extract train' (make features) first")
+    rows, videos, root = crop_rows(interim)
+    key = run_key(spec, model_file, rows, settings)
+    final = out_dir / f"{spec.name}.parquet"
+    if final.exists() and file_key(final) == key:
+        print(f"{spec.name}: {final} is up to date")
+        return final
+    chunk_dir = out_dir / f"{spec.name}.chunks"
+    manifest = chunk_dir / "manifest.json"
+    if chunk_dir.exists() and (not manifest.exists() or json.loads(manifest.read_text()).get("key") != key):
+        shutil.rmtree(chunk_dir)
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    n_chunks = max(1, -(-len(videos) // settings.chunk_videos))
+    with atomic_path(manifest) as tmp:
+        tmp.write_text(json.dumps({"key": key, "chunks": n_chunks, "backbone": spec.name}))
+
+    chunk_of_video = {v: i // settings.chunk_videos for i, v in enumerate(videos)}
+    rows["chunk"] = rows["video"].map(chunk_of_video).astype(int)
+    todo = [k for k in range(n_chunks) if shard.takes(k) and not (chunk_dir / f"chunk-{k:05d}.parquet").exists()]
+    runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads)
+    if todo:
+        model = _inference_model(spec, model_file, runtime)
+        dim = int(model.outputs[0].shape[-1])
+        bounds = []
+        for k in todo:
+            idx = np.flatnonzero(rows["chunk"].to_numpy() == k)
+            bounds.append((k, int(idx[0]) if len(idx) else 0, int(idx[-1]) + 1 if len(idx) else 0))
+        _run_chunks(spec, model, dim, rows, root, bounds, chunk_dir, key, settings.batch_size)
+    missing = [k for k in range(n_chunks) if not (chunk_dir / f"chunk-{k:05d}.parquet").exists()]
+    if missing:
+        print(f"{spec.name}: shard {shard.index + 1}/{shard.count} done; {len(missing)} chunks left to other "
+              f"shards; run 'python -m extract merge' when all are in {chunk_dir}")
+        return None
+    return merge_chunks(spec.name, out_dir, key)
+
+
+def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataFrame, root: Path,
+                bounds: list[tuple[int, int, int]], chunk_dir: Path, key: str, batch_size: int) -> None:
+    paths = np.array([str(root / p) for p in rows["path"]])
+    backbone = get_backbone(spec.name)
+    total = sum(end - start for _, start, end in bounds)
+    pending = {k: [] for k, _, _ in bounds}
+    order = [k for k, _, _ in bounds]
+    written = 0
+    skipped = 0
+
+    def flush(k: int) -> None:
+        nonlocal skipped
+        start, end = next((s, e) for c, s, e in bounds if c == k)
+        parts = pending.pop(k)
+        idx = np.concatenate([p[0] for p in parts]) if parts else np.array([], np.int64)
+        emb = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        score = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
+        for i in sorted(set(range(start, end)) - set(idx.tolist())):
+            print(f"warning: unreadable face crop skipped: {paths[i]}", file=sys.stderr)
+            skipped += 1
+        sub = rows.iloc[idx]
+        _write(_table(sub["video"].to_numpy(), sub["frame"].to_numpy(), sub["face"].to_numpy(), score, emb, key, dim),
+               chunk_dir / f"chunk-{k:05d}.parquet")
+
+    start_time = time.perf_counter()
+    with tqdm(total=total, desc=f"{spec.name} features", unit="frame", disable=None) as bar:
+        for k, idx, images in chunked_dataset(paths, [b for b in bounds if b[2] > b[1]], spec.view,
+                                              backbone.preprocess, batch_size):
+            chunk = int(k[0])
+            while order and order[0] != chunk:
+                flush(order.pop(0))
+            emb, score = model.predict_on_batch(images)
+            pending[chunk].append((idx.numpy(), np.asarray(emb, np.float32), np.asarray(score, np.float32).reshape(-1)))
+            bar.update(len(idx))
+        while order:
+            flush(order.pop(0))
+    seconds = time.perf_counter() - start_time
+    print(f"{spec.name}: {total - skipped} crops in {seconds:.1f} s ({(total - skipped) / max(seconds, 1e-9):.0f} "
+          f"frames/s){f', {skipped} unreadable skipped' if skipped else ''}")
+
+
+def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
+    """Join ``<name>.chunks/chunk-*.parquet`` into ``<name>.parquet``; every chunk must be there, from one run key."""
+    chunk_dir = out_dir / f"{name}.chunks"
+    manifest = chunk_dir / "manifest.json"
+    if not manifest.exists():
+        raise DataError(f"{chunk_dir}: no chunks to merge; run 'python -m extract features' first")
+    info = json.loads(manifest.read_text())
+    key = key or info["key"]
+    files = [chunk_dir / f"chunk-{k:05d}.parquet" for k in range(info["chunks"])]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise DataError(f"{chunk_dir}: {len(missing)} of {len(files)} chunks missing (e.g. {missing[0]}); "
+                        "run every shard of 'python -m extract features --shard i/n' first")
+    stale = [f.name for f in files if file_key(f) != key]
+    if stale:
+        raise DataError(f"{chunk_dir}/{stale[0]}: made from another model or dataset; rerun that shard")
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    target = out_dir / f"{name}.parquet"
+    _write(table, target)
+    shutil.rmtree(chunk_dir)
+    print(f"{name}: wrote {target} ({table.num_rows} rows)")
+    return target
+
+
+def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A features file as (``video, frame, face, score`` table, embeddings float32 (n, D))."""
+    table = pq.read_table(path)
+    emb = table.column("embedding").combine_chunks()
+    dim = emb.type.list_size
+    flat = emb.values.to_numpy(zero_copy_only=False)
+    return table.drop(["embedding"]).to_pandas(), flat.reshape(-1, dim).astype(np.float32)

@@ -1,0 +1,214 @@
+"""``python -m extract train``: train or fine-tune each configured backbone on the ``train`` split only.
+
+A family-grouped fold of the train split (``val_fold``) is held out for early stopping and checkpoint choice;
+blend and test videos are never read. Each epoch's batches depend only on (seed, epoch), and the run keeps a
+checkpoint after every epoch, so a killed run resumes where it stopped.
+
+Outputs ``models/<NAME>/<backbone>.keras`` and ``<backbone>.json`` (the model card).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+from data.atomic import write_json
+from data.errors import DataError
+from data.sampling import SamplingPolicy
+from data.tables import load_tables
+
+from .backbones import build_model, get_backbone, load_classifier
+from .pipeline import View, eval_dataset, load_images, train_dataset
+from .runtime import setup
+from .settings import BackboneSpec, ExtractSettings, TrainSettings
+
+EPS = 1e-15
+
+
+def training_rows(interim: Path, train: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """Face crops of the labelled ``train`` split: (fit rows, validation rows, dataset root)."""
+    videos, frames, root = load_tables(interim)
+    pool = videos[(videos["split"] == "train") & videos["label"].notna()][["video", "label", "fold", "family"]]
+    rows = frames.merge(pool, on="video", how="inner")
+    if train.faces == "first":
+        rows = rows[rows["face"] == 1]
+    if train.frames_per_video:
+        policy = SamplingPolicy("linspace", count=train.frames_per_video)
+        keep = rows.groupby("video")["frame"].transform(
+            lambda f: f.isin(policy.select_frames(np.unique(f.to_numpy()))))
+        rows = rows[keep]
+    rows = rows.sort_values(["video", "frame", "face"]).reset_index(drop=True)
+    rows["label"] = rows["label"].astype(int)
+    val = rows[rows["fold"] == train.val_fold]
+    fit = rows[rows["fold"] != train.val_fold]
+    for part, what in ((fit, "training"), (val, f"validation (fold {train.val_fold})")):
+        if part["label"].nunique() < 2:
+            raise DataError(f"{interim}/videos.parquet: the train split's {what} crops hold "
+                            f"{part['label'].nunique()} class(es); need FAKE and REAL")
+    return fit.reset_index(drop=True), val.reset_index(drop=True), root
+
+
+def data_fingerprint(rows: pd.DataFrame, root: Path) -> str:
+    """sha256 over (video, frame, face, path, label, file size) of the rows a model was trained on."""
+    h = hashlib.sha256()
+    for r in rows[["video", "frame", "face", "path", "label"]].itertuples(index=False):
+        size = (root / r.path).stat().st_size if (root / r.path).exists() else -1
+        h.update(f"{r.video}|{r.frame}|{r.face}|{r.path}|{r.label}|{size}\n".encode())
+    return h.hexdigest()
+
+
+def sample_weights(labels: np.ndarray, mode: str) -> np.ndarray:
+    """Per-sample weights: n / (2 n_class) for "balanced", ones for "none"."""
+    if mode == "none":
+        return np.ones(len(labels), np.float32)
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    return (len(labels) / (2 * counts))[labels].astype(np.float32)
+
+
+def frame_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Frame-level log-loss, class-balanced log-loss (mean of the REAL and FAKE halves) and ROC AUC."""
+    p = np.clip(p.astype(np.float64), EPS, 1 - EPS)
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return {"log_loss": float(losses.mean()),
+            "balanced_log_loss": float(np.mean([losses[y == c].mean() for c in (0, 1)])),
+            "auc": float(roc_auc_score(y, p))}
+
+
+def predict_scores(model: keras.Model, paths: np.ndarray, view: View, preprocess, batch_size: int) -> np.ndarray:
+    """P(FAKE) for each path, shape (n,); unreadable files get NaN."""
+    out = np.full(len(paths), np.nan, np.float32)
+    for idx, images in eval_dataset(paths, view, preprocess, batch_size):
+        out[idx.numpy()] = model.predict_on_batch(images).reshape(-1)
+    return out
+
+
+def save_model(model: keras.Model, target: Path) -> None:
+    """``model.save`` to a temporary ``.keras`` name, then rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{target.stem}.{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _run_key(spec: BackboneSpec, settings: ExtractSettings, fingerprint: str) -> str:
+    blob = json.dumps({"spec": spec.__dict__, "train": settings.train.__dict__.__repr__(), "seed": settings.seed,
+                       "data": fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFrame, val: pd.DataFrame,
+                   root: Path, models_dir: Path, config: dict) -> dict:
+    """Train one backbone with per-epoch checkpoints; returns its model card."""
+    train = settings.train
+    backbone = get_backbone(spec.name)
+    fingerprint = data_fingerprint(pd.concat([fit, val]), root)
+    key = _run_key(spec, settings, fingerprint)
+    work = models_dir / f".train-{spec.name}"
+    state_file = work / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else None
+    if state is None or state.get("key") != key:
+        shutil.rmtree(work, ignore_errors=True)
+        state = {"key": key, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
+    work.mkdir(parents=True, exist_ok=True)
+
+    runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
+                    seed=settings.seed, deterministic=True)
+    with runtime.strategy.scope():
+        if state["epoch"] > 0:
+            model = keras.saving.load_model(work / "last.keras", compile=True, safe_mode=True)
+            print(f"{spec.name}: resuming after epoch {state['epoch']}")
+        else:
+            model = build_model(spec.name, spec.input_size, spec.weights, train.dropout)
+            model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss="binary_crossentropy")
+
+    paths = lambda rows: np.array([str(root / p) for p in rows["path"]])  # noqa: E731
+    fit_paths, val_paths = paths(fit), paths(val)
+    fit_y, val_y = fit["label"].to_numpy(), val["label"].to_numpy()
+    fit_source = fit_paths
+    if (len(fit) * spec.input_size**2 * 3) / 2**20 <= train.cache_mb:
+        fit_source, readable = load_images(fit_paths, spec.view, settings.batch_size)
+        for path in fit_paths[~readable]:
+            print(f"warning: unreadable training crop skipped: {path}", file=sys.stderr)
+        fit_source, fit_y = fit_source[readable], fit_y[readable]
+    weights = sample_weights(fit_y, train.class_weight)
+    verbose = 1 if sys.stdout.isatty() else 2
+    print(f"{spec.name}: {len(fit)} training crops ({fit['video'].nunique()} videos), {len(val)} validation crops "
+          f"({val['video'].nunique()} videos), input {spec.input_size}px (centre {spec.center_crop:g}), weights {spec.weights}, {runtime.describe()}")
+    while state["epoch"] < train.epochs and state["wait"] < train.patience:
+        epoch = state["epoch"]
+        start = time.perf_counter()
+        keras.utils.set_random_seed(settings.seed * 1000 + epoch)
+        ds = train_dataset(fit_source, fit_y, weights, spec.view, backbone.preprocess, train.batch_size,
+                           settings.seed, epoch, train.augment)
+        with warnings.catch_warnings():
+            # one tf.data epoch per fit call, shuffled by us and of unknown length after ignore_errors
+            warnings.filterwarnings("ignore", message=".*(shuffle=True|ran out of data).*")
+            history = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose)
+        scores = predict_scores(model, val_paths, spec.view, backbone.preprocess, settings.batch_size)
+        ok = ~np.isnan(scores)
+        metrics = frame_metrics(val_y[ok], scores[ok])
+        seconds = time.perf_counter() - start
+        state["history"].append({"epoch": epoch + 1, "loss": float(history.history["loss"][-1]),
+                                 **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(seconds, 2)})
+        state["seconds"] += seconds
+        improved = state["best"] is None or metrics["balanced_log_loss"] < state["best"] - 1e-4
+        if improved:
+            state.update(best=metrics["balanced_log_loss"], best_epoch=epoch + 1, wait=0)
+            model.save_weights(work / ".best.weights.h5")
+            os.replace(work / ".best.weights.h5", work / "best.weights.h5")
+        else:
+            state["wait"] += 1
+        state["epoch"] = epoch + 1
+        save_model(model, work / "last.keras")
+        write_json(state_file, state)
+        print(f"{spec.name}: epoch {epoch + 1}: val balanced log-loss {metrics['balanced_log_loss']:.4f}, "
+              f"AUC {metrics['auc']:.4f}{' (best)' if improved else ''}, {seconds:.1f} s")
+
+    model.load_weights(work / "best.weights.h5")
+    best = state["history"][state["best_epoch"] - 1]
+    card = {
+        "backbone": spec.name, "input_size": spec.input_size, "center_crop": spec.center_crop, "weights": spec.weights,
+        "model_file": f"{spec.name}.keras",
+        "config": {"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
+        "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
+                 "val_crops": len(val), "val_videos": int(val["video"].nunique()),
+                 "val_fold": train.val_fold, "fake_share": float(fit_y.mean())},
+        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "history": state["history"], "train_seconds": round(state["seconds"], 1),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+    }
+    save_model(model, models_dir / f"{spec.name}.keras")
+    write_json(models_dir / f"{spec.name}.json", card)
+    load_classifier(models_dir / f"{spec.name}.keras")   # the saved file must load in safe mode
+    shutil.rmtree(work, ignore_errors=True)
+    return card
+
+
+def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config: dict,
+              only: list[str] | None = None) -> list[dict]:
+    fit, val, root = training_rows(interim, settings.train)
+    cards = []
+    for spec in settings.backbones:
+        if only and spec.name not in only:
+            continue
+        card = train_backbone(spec, settings, fit, val, root, models_dir, config)
+        print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']}, validation frame AUC "
+              f"{card['val']['auc']:.4f}, balanced log-loss {card['val']['balanced_log_loss']:.4f}; "
+              f"wrote {models_dir / spec.name}.keras")
+        cards.append(card)
+    return cards
