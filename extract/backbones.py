@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import keras
+from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 from keras import layers
 
 from data.errors import DataError

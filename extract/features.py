@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
+from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 import numpy as np
 import pandas as pd
 import pyarrow as pa

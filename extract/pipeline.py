@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
-import tensorflow as tf
+from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-import keras
+from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from data.atomic import write_json
@@ -85,6 +84,15 @@ def frame_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "auc": float(roc_auc_score(y, p))}
 
 
+def reseed(model: keras.Model, seed: int) -> None:
+    """Set every layer's random state (dropout, stochastic depth) from ``seed`` alone, so an epoch's
+    randomness is the same whether the run went straight through or resumed from a checkpoint."""
+    generators = [layer.seed_generator for layer in model._flatten_layers(include_self=False, recursive=True)
+                  if getattr(layer, "seed_generator", None) is not None]
+    for i, generator in enumerate(generators):
+        generator.state.assign(np.array([seed, i], dtype=generator.state.dtype))
+
+
 def predict_scores(model: keras.Model, paths: np.ndarray, view: View, preprocess, batch_size: int) -> np.ndarray:
     """P(FAKE) for each path, shape (n,); unreadable files get NaN."""
     out = np.full(len(paths), np.nan, np.float32)
@@ -105,7 +113,9 @@ def save_model(model: keras.Model, target: Path) -> None:
 
 
 def _run_key(spec: BackboneSpec, settings: ExtractSettings, fingerprint: str) -> str:
-    blob = json.dumps({"spec": spec.__dict__, "train": settings.train.__dict__.__repr__(), "seed": settings.seed,
+    # epochs and patience are left out, so a finished or killed run can be extended with more epochs
+    train = {k: v for k, v in settings.train.__dict__.items() if k not in ("epochs", "patience")}
+    blob = json.dumps({"spec": spec.__dict__, "train": repr(train), "seed": settings.seed,
                        "data": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -152,6 +162,7 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
         epoch = state["epoch"]
         start = time.perf_counter()
         keras.utils.set_random_seed(settings.seed * 1000 + epoch)
+        reseed(model, settings.seed * 1000 + epoch)
         ds = train_dataset(fit_source, fit_y, weights, spec.view, backbone.preprocess, train.batch_size,
                            settings.seed, epoch, train.augment)
         with warnings.catch_warnings():

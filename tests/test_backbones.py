@@ -1,0 +1,74 @@
+"""The backbone registry and safe model loading (in-process, tiny inputs, no downloads)."""
+import keras
+import numpy as np
+import pytest
+
+from data.errors import DataError
+from extract import backbones
+from extract.backbones import REGISTRY, build_model, feature_model, load_classifier
+
+NAMES = [f"efficientnetb{i}" for i in range(8)] + ["xception", "mobilenetv2", "mobilenetv3small",
+                                                   "mobilenetv3large", "resnet50", "smallcnn"]
+LIGHT = {"smallcnn": 32, "mobilenetv3small": 32, "mobilenetv2": 32, "efficientnetb0": 32, "resnet50": 32,
+         "xception": 71}
+
+
+def test_registry_holds_every_named_backbone():
+    assert sorted(REGISTRY) == sorted(NAMES)
+    with pytest.raises(DataError, match="unknown backbone 'vgg16'"):
+        build_model("vgg16", 32)
+
+
+@pytest.mark.parametrize("name, size", sorted(LIGHT.items()))
+def test_model_is_backbone_pooling_dropout_sigmoid(name, size):
+    model = build_model(name, size, "none", dropout=0.3)
+    assert [layer.name for layer in model.layers[-3:]] == ["embedding", "dropout", "score"]
+    assert model.get_layer("dropout").rate == 0.3
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    emb, score = feature_model(model).predict_on_batch(REGISTRY[name].preprocess(images))
+    assert emb.shape == (2, model.get_layer("embedding").output.shape[-1]) and score.shape == (2, 1)
+    assert ((score > 0) & (score < 1)).all()
+
+
+def test_from_scratch_models_use_a_fast_batch_norm_momentum():
+    model = build_model("mobilenetv3small", 32, "none")
+    momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {backbones.SCRATCH_BN_MOMENTUM}
+
+
+def test_imagenet_without_internet_is_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or "
+                        "service not known")
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
+    monkeypatch.setitem(REGISTRY, "efficientnetb0", REGISTRY["efficientnetb0"].__class__(
+        "efficientnetb0", backbones._app("efficientnet", "EfficientNetB0", 224)[0], lambda x: x, 224))
+    with pytest.raises(DataError, match="could not get ImageNet weights.*local file or 'none'"):
+        build_model("efficientnetb0", 32, "imagenet")
+
+
+def test_local_weights_file(tmp_path):
+    donor = build_model("smallcnn", 32, "none")
+    base = donor.layers[1]
+    path = tmp_path / "smallcnn.weights.h5"
+    base.save_weights(path)
+    model = build_model("smallcnn", 32, str(path))
+    for a, b in zip(model.layers[1].get_weights(), base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(DataError, match="weights file .*missing.h5 not found"):
+        build_model("smallcnn", 32, str(tmp_path / "missing.h5"))
+
+
+def test_safe_loading_refuses_a_lambda_layer(tmp_path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(DataError, match="refused, the model holds a Lambda layer"):
+        load_classifier(path)
+    good = tmp_path / "good.keras"
+    build_model("smallcnn", 32).save(good)
+    assert load_classifier(good).name == "smallcnn_classifier"
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a loadable Keras model"):
+        load_classifier(tmp_path / "junk.keras")

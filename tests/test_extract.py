@@ -1,0 +1,181 @@
+"""The feature stage on a tiny synthetic dataset with a tiny CNN: training, features, resume, shards, bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, run_cli
+
+TINY = str(Path(__file__).parent / "configs" / "tiny_extract.toml")
+
+
+def extract_cli(*args, root):
+    return run_cli("extract", *args, "--config", TINY, "--interim", str(root / "interim"),
+                   "--models", str(root / "models"), cwd=REPO)
+
+
+def features_cli(*args, root, out):
+    return extract_cli("features", *args, "--out", str(out), root=root)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A prepared 24-video dataset, a trained tiny smallcnn and its features file."""
+    root = tmp_path_factory.mktemp("extract")
+    res = run_cli("data", "synth", "--out", str(root / "raw"), "--videos", "24", "--frames", "5", "--size", "64",
+                  "--seed", "5", "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("data", "prepare", "--data", str(root / "raw"), "--name", "synthetic",
+                  "--out", str(root / "interim"), "--config", TINY)
+    assert res.returncode == 0, res.stderr
+    res = extract_cli("train", root=root)
+    assert res.returncode == 0, res.stderr
+    res = features_cli(root=root, out=root / "features")
+    assert res.returncode == 0, res.stderr
+    return root
+
+
+def read(path):
+    return pq.read_table(path)
+
+
+def test_training_writes_a_safe_model_and_a_card_from_the_train_split_only(workspace):
+    card = json.loads((workspace / "models/synthetic/smallcnn.json").read_text())
+    videos = pd.read_parquet(workspace / "interim/synthetic/videos.parquet")
+    train = videos[(videos["split"] == "train") & (videos["n_crops"] > 0)]
+    assert card["data"]["train_videos"] + card["data"]["val_videos"] == len(train)
+    assert card["data"]["val_videos"] == len(train[train["fold"] == 0])
+    assert card["epochs_run"] == 2 and 1 <= card["best_epoch"] <= 2 and len(card["history"]) == 2
+    assert 0 <= card["val"]["auc"] <= 1 and card["val"]["balanced_log_loss"] > 0
+    assert len(card["data"]["fingerprint"]) == 64 and card["tensorflow"] and card["keras"]
+    assert card["config"]["backbone"]["input_size"] == 32
+    assert not (workspace / "models/synthetic/.train-smallcnn").exists()
+
+
+def test_features_file_schema_and_coverage(workspace):
+    table = read(workspace / "features/synthetic/smallcnn.parquet")
+    assert table.schema.field("video").type == pa.string()
+    assert table.schema.field("frame").type == pa.int32() and table.schema.field("face").type == pa.int16()
+    assert table.schema.field("score").type == pa.float32()
+    emb_type = table.schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(emb_type) and emb_type.list_size == 128
+    assert emb_type.value_type == pa.float32()
+    df = table.to_pandas()
+    frames = pd.read_parquet(workspace / "interim/synthetic/frames.parquet")
+    assert len(df) == len(frames)
+    assert df[["video", "frame", "face"]].values.tolist() == \
+        frames.sort_values(["video", "frame", "face"])[["video", "frame", "face"]].values.tolist()
+    assert df["score"].between(0, 1).all() and df["score"].std() > 0
+    videos = pd.read_parquet(workspace / "interim/synthetic/videos.parquet")
+    assert set(videos.loc[videos["n_crops"] > 0, "split"]) <= set(videos.loc[videos["video"].isin(df["video"]), "split"])
+    assert set(df["video"]) == set(videos.loc[videos["n_crops"] > 0, "video"])
+
+
+def test_scores_match_the_trained_classifier(workspace):
+    from extract.backbones import load_classifier
+    from extract.features import load_features
+    from extract.pipeline import View, eval_dataset
+    from extract.backbones import get_backbone
+
+    table, emb = load_features(workspace / "features/synthetic/smallcnn.parquet")
+    frames = pd.read_parquet(workspace / "interim/synthetic/frames.parquet").sort_values(["video", "frame", "face"])
+    root = Path(json.loads((workspace / "interim/synthetic/dataset.json").read_text())["root"])
+    model = load_classifier(workspace / "models/synthetic/smallcnn.keras")
+    paths = np.array([str(root / p) for p in frames["path"][:8]])
+    (_, images), = list(eval_dataset(paths, View(32, 0.8), get_backbone("smallcnn").preprocess, 8))
+    np.testing.assert_allclose(model.predict_on_batch(images).reshape(-1), table["score"][:8], atol=1e-5)
+    assert emb.shape == (len(table), 128) and np.isfinite(emb).all()
+
+
+def test_features_are_up_to_date_on_a_second_run(workspace):
+    before = (workspace / "features/synthetic/smallcnn.parquet").stat().st_mtime_ns
+    res = features_cli(root=workspace, out=workspace / "features")
+    assert res.returncode == 0 and "up to date" in res.stdout
+    assert (workspace / "features/synthetic/smallcnn.parquet").stat().st_mtime_ns == before
+
+
+def test_resume_after_kill_gives_identical_results_without_recomputing(workspace, tmp_path):
+    out = tmp_path / "features"
+    chunks = out / "synthetic" / "smallcnn.chunks"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "extract", "features", "--config", TINY, "--interim", str(workspace / "interim"),
+           "--models", str(workspace / "models"), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(chunks.glob("chunk-*.parquet"))) < 2 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(chunks.glob("chunk-*.parquet"))
+    total = json.loads((chunks / "manifest.json").read_text())["chunks"]
+    assert 2 <= len(done) < total, "the run should have been killed part-way"
+    assert not (out / "synthetic/smallcnn.parquet").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+    res = features_cli(root=workspace, out=out)
+    assert res.returncode == 0, res.stderr
+    resumed = read(out / "synthetic/smallcnn.parquet")
+    assert resumed.equals(read(workspace / "features/synthetic/smallcnn.parquet"))
+    n_crops = int(res.stdout.split("smallcnn: ")[1].split(" crops")[0])
+    assert n_crops < resumed.num_rows          # the chunks finished before the kill were not recomputed
+    assert stamps                              # (and they were kept: the merge read them)
+
+
+def test_shards_then_merge_equal_one_run(workspace, tmp_path):
+    a, b = tmp_path / "machine_a", tmp_path / "machine_b"
+    for shard, out in (("1/2", a), ("2/2", b)):
+        res = features_cli("--shard", shard, root=workspace, out=out)
+        assert res.returncode == 0, res.stderr
+        assert "chunks left to other shards" in res.stdout
+    res = extract_cli("merge", "--out", str(a), root=workspace)
+    assert res.returncode == 2 and "chunks missing" in res.stderr and res.stderr.count("\n") == 1
+    for f in (b / "synthetic/smallcnn.chunks").glob("chunk-*.parquet"):
+        shutil.copy(f, a / "synthetic/smallcnn.chunks" / f.name)
+    res = extract_cli("merge", "--out", str(a), root=workspace)
+    assert res.returncode == 0, res.stderr
+    assert read(a / "synthetic/smallcnn.parquet").equals(read(workspace / "features/synthetic/smallcnn.parquet"))
+
+
+def test_corrupt_crops_are_skipped_with_a_warning(workspace, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(workspace / "raw", raw)
+    folders = sorted(p for p in raw.iterdir() if p.is_dir() and len(list(p.glob("*.png"))) >= 2)
+    one = sorted(folders[0].glob("*.png"))[0]
+    one.write_bytes(one.read_bytes()[:40])                 # truncated
+    for png in folders[1].glob("*.png"):                    # a video with no readable crop left
+        png.write_bytes(b"not an image")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(Path(TINY).read_text() + "\n[prepare]\nverify_images = 'none'\n")
+    res = run_cli("data", "prepare", "--data", str(raw), "--name", "synthetic", "--out", str(tmp_path / "interim"),
+                  "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    shutil.copytree(workspace / "models", tmp_path / "models")
+    res = run_cli("extract", "features", "--config", str(cfg), "--interim", str(tmp_path / "interim"),
+                  "--models", str(tmp_path / "models"), "--out", str(tmp_path / "features"))
+    assert res.returncode == 0, res.stderr
+    assert f"unreadable face crop skipped: {one}" in res.stderr
+    df = pd.read_parquet(tmp_path / "features/synthetic/smallcnn.parquet")
+    full = pd.read_parquet(workspace / "features/synthetic/smallcnn.parquet")
+    first_video = f"{folders[0].name}.mp4"
+    assert (df["video"] == first_video).sum() == (full["video"] == first_video).sum() - 1
+    assert f"{folders[1].name}.mp4" not in set(df["video"])
+
+
+def test_missing_prerequisites_name_the_command_to_run(tmp_path):
+    res = run_cli("extract", "train", "--config", TINY, "--interim", str(tmp_path / "none"))
+    assert res.returncode == 2 and "run 'make data'" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_missing_model_names_the_command_to_run(workspace, tmp_path):
+    res = run_cli("extract", "features", "--config", TINY, "--interim", str(workspace / "interim"),
+                  "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "f"))
+    assert res.returncode == 2 and "python -m extract train" in res.stderr and res.stderr.count("\n") == 1
