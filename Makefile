@@ -69,8 +69,9 @@ submission: $(REPORTS)/submission.csv
 test: $(SETUP)
 	$(PYTHON) -m pytest
 
-bench: $(SETUP)
+bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --config $(CONFIG)
+	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
 
 clean:
 	rm -rf data/raw data/interim data/features data/predictions models

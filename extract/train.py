@@ -127,6 +127,13 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
     backbone = get_backbone(spec.name)
     fingerprint = data_fingerprint(pd.concat([fit, val]), root)
     key = _run_key(spec, settings, fingerprint)
+    done_key = hashlib.sha256(f"{key}|{settings.train.epochs}|{settings.train.patience}".encode()).hexdigest()
+    card_file = models_dir / f"{spec.name}.json"
+    if card_file.exists() and (models_dir / f"{spec.name}.keras").exists():
+        card = json.loads(card_file.read_text())
+        if card.get("run_key") == done_key:
+            print(f"{spec.name}: {models_dir / spec.name}.keras is up to date")
+            return card
     work = models_dir / f".train-{spec.name}"
     state_file = work / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else None
@@ -192,7 +199,8 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
     model.load_weights(work / "best.weights.h5")
     best = state["history"][state["best_epoch"] - 1]
     card = {
-        "backbone": spec.name, "input_size": spec.input_size, "center_crop": spec.center_crop, "weights": spec.weights,
+        "backbone": spec.name, "run_key": done_key, "input_size": spec.input_size,
+        "center_crop": spec.center_crop, "weights": spec.weights,
         "model_file": f"{spec.name}.keras",
         "config": {"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
         "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
@@ -204,7 +212,7 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
     save_model(model, models_dir / f"{spec.name}.keras")
-    write_json(models_dir / f"{spec.name}.json", card)
+    write_json(card_file, card)
     load_classifier(models_dir / f"{spec.name}.keras")   # the saved file must load in safe mode
     shutil.rmtree(work, ignore_errors=True)
     return card

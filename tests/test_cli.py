@@ -13,7 +13,7 @@ STAGES = {
     "ensemble": ["fit", "blend"],
     "evaluate": ["report", "score", "validate", "submission", "predict"],
 }
-PENDING = [(s, c) for s in ("extract", "ensemble", "evaluate") for c in STAGES[s]]
+PENDING = [(s, c) for s in ("ensemble", "evaluate") for c in STAGES[s]]
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -62,6 +62,13 @@ def test_training_writes_a_safe_model_and_a_card_from_the_train_split_only(works
     assert not (workspace / "models/synthetic/.train-smallcnn").exists()
 
 
+def test_a_second_train_run_is_up_to_date(workspace):
+    model = workspace / "models/synthetic/smallcnn.keras"
+    before = model.stat().st_mtime_ns
+    res = extract_cli("train", root=workspace)
+    assert res.returncode == 0 and "up to date" in res.stdout and model.stat().st_mtime_ns == before
+
+
 def test_features_file_schema_and_coverage(workspace):
     table = read(workspace / "features/synthetic/smallcnn.parquet")
     assert table.schema.field("video").type == pa.string()
@@ -179,3 +186,30 @@ def test_missing_model_names_the_command_to_run(workspace, tmp_path):
     res = run_cli("extract", "features", "--config", TINY, "--interim", str(workspace / "interim"),
                   "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "f"))
     assert res.returncode == 2 and "python -m extract train" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_training_resumes_after_a_kill_to_the_same_weights(workspace, tmp_path):
+    from extract.backbones import load_classifier
+
+    cfg = tmp_path / "three.toml"
+    cfg.write_text(Path(TINY).read_text().replace("epochs = 2", "epochs = 3"))
+    args = ["train", "--config", str(cfg), "--interim", str(workspace / "interim")]
+    straight = run_cli("extract", *args, "--models", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    state = tmp_path / "killed/synthetic/.train-smallcnn/state.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "extract", *args, "--models", str(tmp_path / "killed")],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text() or "{}").get("epoch") == 1:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(state.read_text())["epoch"] == 1, "the run should have been killed after epoch 1"
+    resumed = run_cli("extract", *args, "--models", str(tmp_path / "killed"))
+    assert resumed.returncode == 0 and "resuming after epoch 1" in resumed.stdout
+    a = load_classifier(tmp_path / "straight/synthetic/smallcnn.keras").get_weights()
+    b = load_classifier(tmp_path / "killed/synthetic/smallcnn.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -1,0 +1,143 @@
+"""``python -m extract bench``: frames/s of one backbone, three ways, on the prepared dataset.
+
+a. model only: ``predict_on_batch`` on preprocessed tensors already in memory;
+b. the suite's pipeline: ``tf.data`` parallel decode + resize + batching + prefetch from the image files, batches
+   cut per chunk exactly as ``extract features`` does;
+c. a naive baseline in the seed project's style: a ``keras.utils.PyDataset`` (Keras 3's ``Sequence``) that opens
+   images one by one with PIL, and ``model.predict`` called per batch.
+
+Each TensorFlow setting (oneDNN on/off, thread pools) runs in its own process, since they are fixed at start-up;
+a, b and c of one setting run in the same process, so their ratios are measured side by side.
+Writes ``reports/bench/extract.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data.atomic import write_json
+from data.errors import DataError
+
+SETTINGS = [  # name, environment, intra-op threads, inter-op threads
+    ("default", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0),
+    ("onednn_off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0),
+    ("intra2_inter1", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 2, 1),
+]
+WARMUP_BATCHES = 3
+
+
+def _child(config_path: str | None, backbone: str, interim: Path, models: Path, frames: int, intra: int,
+           inter: int) -> dict:
+    """Measure a, b and c in this process."""
+    from PIL import Image
+
+    from data.config import load_config
+
+    from ._tensorflow import keras, tf
+    from .backbones import build_model, feature_model, get_backbone, load_classifier
+    from .features import crop_rows
+    from .pipeline import chunked_dataset
+    from .settings import load_settings
+
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    settings = load_settings(load_config(config_path))
+    spec = next(s for s in settings.backbones if s.name == backbone)
+    model_file = models / f"{backbone}.keras"
+    classifier = load_classifier(model_file) if model_file.exists() else build_model(backbone, spec.input_size)
+    model = feature_model(classifier)
+    pre = get_backbone(backbone).preprocess
+    rows, videos, root = crop_rows(interim)
+    rows = rows.iloc[:frames]
+    paths = np.array([str(root / p) for p in rows["path"]])
+    n, bs, size = len(paths), settings.batch_size, spec.input_size
+
+    def timed(batches) -> float:
+        it = iter(batches)
+        for _ in range(WARMUP_BATCHES):
+            next(it, None)
+        start = time.perf_counter()
+        count = sum(run(b) for b in it)
+        return count / (time.perf_counter() - start)
+
+    # a. model only, on preprocessed tensors in memory
+    x = tf.constant(pre(np.random.default_rng(0).uniform(0, 255, (bs, size, size, 3)).astype("float32")))
+
+    def run(batch):
+        model.predict_on_batch(batch)
+        return int(batch.shape[0])
+    model_only = timed(x for _ in range(WARMUP_BATCHES + max(1, n // bs)))
+
+    # b. the suite's pipeline from files, chunked as in `extract features`
+    chunk_of = {v: i // settings.chunk_videos for i, v in enumerate(videos)}
+    chunk = rows["video"].map(chunk_of).to_numpy()
+    bounds = [(int(k), int(np.flatnonzero(chunk == k)[0]), int(np.flatnonzero(chunk == k)[-1]) + 1)
+              for k in np.unique(chunk)]
+    run = lambda batch: (model.predict_on_batch(batch[2]), int(batch[1].shape[0]))[1]  # noqa: E731
+    pipeline = timed(chunked_dataset(paths, bounds, spec.view, pre, bs))
+
+    # c. naive: PIL one image at a time in a PyDataset, model.predict per batch
+    class NaiveSequence(keras.utils.PyDataset):
+        def __len__(self):
+            return -(-n // bs)
+
+        def __getitem__(self, i):
+            images = []
+            for p in paths[i * bs:(i + 1) * bs]:
+                im = Image.open(p).convert("RGB")
+                w, h = im.size
+                side = round(min(w, h) * spec.center_crop)
+                left, top = (w - side) // 2, (h - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+                images.append(np.asarray(im, np.float32))
+            return pre(np.stack(images))
+
+    seq = NaiveSequence()
+    run = lambda batch: (model.predict(batch, verbose=0), len(batch))[1]  # noqa: E731
+    naive = timed(seq[i] for i in range(len(seq)))
+    return {"frames": n, "batch_size": bs, "input_size": size, "model_only_fps": round(model_only, 1),
+            "pipeline_fps": round(pipeline, 1), "naive_fps": round(naive, 1),
+            "pipeline_vs_model_only": round(pipeline / model_only, 3), "pipeline_vs_naive": round(pipeline / naive, 3),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"), "intra_op_threads": intra,
+            "inter_op_threads": inter, "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Path, frames: int) -> dict:
+    """Run every TensorFlow setting in a child process; print a table and write ``out``."""
+    if not (interim / "frames.parquet").exists():
+        raise DataError(f"{interim}/frames.parquet: not found; run 'make data' first")
+    results = {}
+    for name, env, intra, inter in SETTINGS:
+        cmd = [sys.executable, "-c", "import json, sys; from extract.bench import _child; from pathlib import Path; "
+               "print('RESULT ' + json.dumps(_child(*json.loads(sys.argv[1]))))",
+               json.dumps([config["_source"], spec.name, str(interim), str(models), frames, intra, inter])]
+        proc = subprocess.run(cmd, env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                              capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            raise DataError(f"bench setting {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        results[name] = json.loads(line[7:])
+    best = max(results, key=lambda k: results[k]["pipeline_fps"])
+    report = {"backbone": spec.name, "machine": platform.machine(), "cpus": os.cpu_count(), "settings": results,
+              "best_setting": best,
+              "targets": {"pipeline_vs_model_only >= 0.8": results[best]["pipeline_vs_model_only"] >= 0.8,
+                          "pipeline_vs_naive >= 2": results[best]["pipeline_vs_naive"] >= 2}}
+    header = f"{'setting':<15}{'a model-only':>14}{'b pipeline':>12}{'c naive':>10}{'b/a':>7}{'b/c':>7}"
+    print(f"extract bench: {spec.name} at {spec.input_size}px, {results[best]['frames']} crops, "
+          f"batch {results[best]['batch_size']} (frames/s)")
+    print(header)
+    for name, r in results.items():
+        print(f"{name:<15}{r['model_only_fps']:>14.0f}{r['pipeline_fps']:>12.0f}{r['naive_fps']:>10.0f}"
+              f"{r['pipeline_vs_model_only']:>7.2f}{r['pipeline_vs_naive']:>7.2f}")
+    write_json(out, report)
+    print(f"wrote {out}")
+    return report
