@@ -46,6 +46,7 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     from .pipeline import chunked_dataset
     from .settings import load_settings
 
+    interim, models = Path(interim), Path(models)
     if intra:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     if inter:
@@ -61,29 +62,34 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     paths = np.array([str(root / p) for p in rows["path"]])
     n, bs, size = len(paths), settings.batch_size, spec.input_size
 
-    def timed(batches) -> float:
+    def timed(batches, step) -> float:
+        """Frames/s of ``step(batch) -> frames`` over ``batches``, after a few warm-up batches."""
         it = iter(batches)
         for _ in range(WARMUP_BATCHES):
-            next(it, None)
+            batch = next(it, None)
+            if batch is not None:
+                step(batch)
         start = time.perf_counter()
-        count = sum(run(b) for b in it)
+        count = sum(step(b) for b in it)
         return count / (time.perf_counter() - start)
 
     # a. model only, on preprocessed tensors in memory
     x = tf.constant(pre(np.random.default_rng(0).uniform(0, 255, (bs, size, size, 3)).astype("float32")))
 
-    def run(batch):
+    def on_tensors(batch):
         model.predict_on_batch(batch)
         return int(batch.shape[0])
-    model_only = timed(x for _ in range(WARMUP_BATCHES + max(1, n // bs)))
+    model_only = timed((x for _ in range(WARMUP_BATCHES + max(1, n // bs))), on_tensors)
 
     # b. the suite's pipeline from files, chunked as in `extract features`
     chunk_of = {v: i // settings.chunk_videos for i, v in enumerate(videos)}
     chunk = rows["video"].map(chunk_of).to_numpy()
     bounds = [(int(k), int(np.flatnonzero(chunk == k)[0]), int(np.flatnonzero(chunk == k)[-1]) + 1)
               for k in np.unique(chunk)]
-    run = lambda batch: (model.predict_on_batch(batch[2]), int(batch[1].shape[0]))[1]  # noqa: E731
-    pipeline = timed(chunked_dataset(paths, bounds, spec.view, pre, bs))
+    def on_pipeline(batch):
+        model.predict_on_batch(batch[2])
+        return int(batch[1].shape[0])
+    pipeline = timed(chunked_dataset(paths, bounds, spec.view, pre, bs), on_pipeline)
 
     # c. naive: PIL one image at a time in a PyDataset, model.predict per batch
     class NaiveSequence(keras.utils.PyDataset):
@@ -102,8 +108,10 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
             return pre(np.stack(images))
 
     seq = NaiveSequence()
-    run = lambda batch: (model.predict(batch, verbose=0), len(batch))[1]  # noqa: E731
-    naive = timed(seq[i] for i in range(len(seq)))
+    def per_batch_predict(batch):
+        model.predict(batch, verbose=0)
+        return len(batch)
+    naive = timed((seq[i] for i in range(len(seq))), per_batch_predict)
     return {"frames": n, "batch_size": bs, "input_size": size, "model_only_fps": round(model_only, 1),
             "pipeline_fps": round(pipeline, 1), "naive_fps": round(naive, 1),
             "pipeline_vs_model_only": round(pipeline / model_only, 3), "pipeline_vs_naive": round(pipeline / naive, 3),

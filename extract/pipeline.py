@@ -33,6 +33,11 @@ class View:
     crop: float = 1.0
 
 
+def keep_pixels(images: tf.Tensor) -> tf.Tensor:
+    """The identity preprocessing: images stay float32 in [0, 255]."""
+    return images
+
+
 def decode(path: tf.Tensor, view: View) -> tf.Tensor:
     """Read an image file to float32 (size, size, 3) in [0, 255]; raises inside tf.data when unreadable."""
     image = tf.cast(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), tf.float32)
@@ -68,7 +73,7 @@ def load_images(paths: np.ndarray, view: View, batch_size: int) -> tuple[np.ndar
     """Decode and resize every file once: uint8 (n, size, size, 3) and a readable mask (n,)."""
     images = np.zeros((len(paths), view.size, view.size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
-    for idx, batch in eval_dataset(paths, view, lambda x: x, batch_size):
+    for idx, batch in eval_dataset(paths, view, keep_pixels, batch_size):
         images[idx.numpy()] = np.round(batch.numpy()).astype(np.uint8)
         ok[idx.numpy()] = True
     return images, ok
