@@ -3,16 +3,50 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from data.cli import add_pending_commands, run
+from data.cli import add_config_flag, not_implemented, run
+from data.config import load_config
+from data.prepare import check_name
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fit import run_fit
+
+    config = load_config(args.config)
+    name = check_name(args.name)
+    backbones = args.backbone or list(config["extract"]["backbones"])
+    out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
+                          Path(args.out) / name, Path(args.models) / name / "ensemble", backbones)
+    print(f"{'method':<22}{'blend OOF log-loss':>20}  calibrator")
+    for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["oof_log_loss"]):
+        print(f"{method:<22}{r['oof_log_loss']:>20.4f}  {r['calibrator']}")
+    print(f"best on the blend split's OOF: {report['best_method']}; wrote {Path(args.out) / name}/videos.parquet")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ensemble",
-                                     description="Ensemble stage: calibrated per-video predictions (issue #4).")
-    add_pending_commands(parser, "ensemble", [
-        ("fit", "fit aggregation rules and stackers on the blend split and predict every video", 4),
-        ("blend", "blend external Kaggle submission files with family-grouped CV", 4)])
+                                     description="Ensemble stage: calibrated per-video predictions.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    p = sub.add_parser("fit", help="fit aggregation rules and stackers on the blend split and predict every video",
+                       description="Video features per backbone, rules, a weighted blend, logistic and LightGBM "
+                                   "stackers trained on the blend split with family-grouped OOF predictions, "
+                                   "calibration chosen by CV; writes data/predictions/NAME/videos.parquet.")
+    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    p.add_argument("--backbone", nargs="+", metavar="NAME", help="backbones to combine (default: [extract] backbones)")
+    p.add_argument("--interim", default="data/interim", help="prepared tables folder (default: data/interim)")
+    p.add_argument("--features", default="data/features", help="frame features folder (default: data/features)")
+    p.add_argument("--out", default="data/predictions", help="predictions folder (default: data/predictions)")
+    p.add_argument("--models", default="models", help="models folder; combiners go to MODELS/NAME/ensemble")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV "
+                                     "(not implemented yet)",
+                       description="Blend external Kaggle submission files with family-grouped CV.")
+    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    add_config_flag(p)
+    p.set_defaults(func=not_implemented("ensemble", "blend", 4))
     return parser
 
 

@@ -1,0 +1,80 @@
+"""Probability calibrators stored as JSON: clipping bounds, Platt (temperature and bias) scaling, isotonic.
+
+The calibrator of a method is chosen by family-grouped cross-fitting on its out-of-fold predictions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from .metrics import log_loss
+
+LOGIT_EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class Calibrator:
+    """``kind``: "clip" (params: eps), "platt" (params: a, b: sigmoid(a * logit(p) + b)) or "isotonic"
+    (params: x, y breakpoints, interpolated)."""
+
+    kind: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"clip:{self.params['eps']:g}" if self.kind == "clip" else self.kind
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+        if self.kind == "platt":
+            lr = LogisticRegression(C=1e6).fit(logit(p)[:, None], y)
+            self.params = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+        elif self.kind == "isotonic":
+            iso = IsotonicRegression(y_min=1e-3, y_max=1 - 1e-3, out_of_bounds="clip").fit(p, y)
+            self.params = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+        return self
+
+    def transform(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, np.float64)
+        if self.kind == "clip":
+            return np.clip(p, self.params["eps"], 1 - self.params["eps"])
+        if self.kind == "platt":
+            return 1 / (1 + np.exp(-(self.params["a"] * logit(p) + self.params["b"])))
+        return np.interp(p, self.params["x"], self.params["y"])
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "params": self.params}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Calibrator":
+        if obj.get("kind") not in ("clip", "platt", "isotonic"):
+            raise ValueError(f"unknown calibrator {obj.get('kind')!r}")
+        return cls(obj["kind"], dict(obj["params"]))
+
+
+def candidates(clip_eps: list[float]) -> list[Calibrator]:
+    return [Calibrator("clip", {"eps": e}) for e in clip_eps] + [Calibrator("platt"), Calibrator("isotonic")]
+
+
+def choose(p: np.ndarray, y: np.ndarray, folds: np.ndarray, clip_eps: list[float]) -> tuple[Calibrator, dict, np.ndarray]:
+    """Cross-fit every candidate over ``folds`` on out-of-fold predictions ``p``; return the best, refit on all,
+    each candidate's CV log-loss, and the best one's cross-fitted calibrated predictions (n,)."""
+    scores, fitted = {}, {}
+    for cand in candidates(clip_eps):
+        out = np.empty(len(p))
+        for k in np.unique(folds):
+            held = folds == k
+            c = Calibrator(cand.kind, dict(cand.params)).fit(p[~held], y[~held])
+            out[held] = c.transform(p[held])
+        scores[cand.name] = log_loss(y, out)
+        fitted[cand.name] = (cand, out)
+    best = min(scores, key=scores.get)
+    cand, out = fitted[best]
+    return Calibrator(cand.kind, dict(cand.params)).fit(p, y), scores, out

@@ -1,0 +1,169 @@
+"""``python -m ensemble fit``: video-level features per backbone, rules and learned combiners, calibrated.
+
+Reads ``data/features/<NAME>/<backbone>.parquet`` and ``data/interim/<NAME>/videos.parquet``. Learned combiners
+train on the ``blend`` split only, with family-grouped out-of-fold (OOF) predictions over its folds; each
+method's calibrator (clipping, Platt, isotonic) is chosen by cross-fitting on those OOF predictions. The final
+models are refit on the whole blend split and applied to ``test`` and unlabelled videos. Videos without a single
+frame get the blend split's FAKE share (the prior).
+
+Writes ``data/predictions/<NAME>/videos.parquet`` (one row per video: ``video, split, label`` and one column per
+method; blend rows hold OOF predictions) and ``fit.json`` (each method's OOF log-loss and calibrator), and the
+models to ``models/<NAME>/ensemble/`` as JSON and LightGBM text.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+
+from data.atomic import atomic_dir, write_json, write_text
+from data.config import positive_int, section
+from data.errors import DataError
+
+from .calibration import Calibrator, choose
+from .metrics import log_loss
+from .rules import Rule
+from .stackers import LightGBMStack, LogisticStack, WeightedBlend
+from .video_features import backbone_features
+
+META = ["video", "split", "label", "fold"]
+
+
+def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
+    from extract.features import load_features   # reads the feature files; TensorFlow is not needed
+
+    path = interim / "videos.parquet"
+    if not path.exists():
+        raise DataError(f"{path}: not found; run 'make data' first")
+    videos = pd.read_parquet(path).sort_values("video").reset_index(drop=True)
+    frames = {}
+    for name in backbones:
+        f = features_dir / f"{name}.parquet"
+        if not f.exists():
+            raise DataError(f"{f}: not found; run 'make features' (python -m extract features) first")
+        frames[name] = load_features(f)
+    return videos, frames
+
+
+def build_table(videos: pd.DataFrame, frames: dict, rules: list[Rule], pca_components: int, seed: int) -> pd.DataFrame:
+    """All video-level features: ``<backbone>/<feature>`` columns, one row per video (sorted by video)."""
+    names = videos["video"].tolist()
+    parts = []
+    for backbone, (table, emb) in frames.items():
+        feats = backbone_features(table, emb, names, rules)
+        if pca_components:
+            train = videos["split"].eq("train").to_numpy() & (feats["n_frames"].to_numpy() > 0)
+            sums = pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names)
+            k = min(pca_components, int(train.sum()), emb.shape[1])
+            if k > 0:
+                pca = PCA(k, random_state=seed).fit(sums.to_numpy()[train])
+                proj = np.full((len(names), k), np.nan)
+                ok = sums.notna().all(axis=1).to_numpy()
+                proj[ok] = pca.transform(sums.to_numpy()[ok])
+                for i in range(k):
+                    feats[f"pca{i}"] = proj[:, i]
+        parts.append(feats.add_prefix(f"{backbone}/"))
+    return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def fit_predict(method, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, blend: np.ndarray, lgb_inner: bool):
+    """OOF predictions on blend rows and refit predictions on all rows; returns (oof, all, refit model)."""
+    Xb, yb, fb = X[blend], y[blend], folds[blend]
+    oof = np.empty(len(Xb))
+    fold_ids = np.unique(fb)
+    rounds = []
+    for i, k in enumerate(fold_ids):
+        held = fb == k
+        train = ~held
+        if lgb_inner:
+            inner = fb == fold_ids[(i + 1) % len(fold_ids)]
+            model = method().fit(Xb[train & ~inner], yb[train & ~inner], valid=(Xb[inner], yb[inner]))
+            rounds.append(model.best_iteration)
+        else:
+            model = method().fit(Xb[train], yb[train])
+        oof[held] = model.predict_proba(Xb[held])
+    final = method().fit(Xb, yb, rounds=int(np.median(rounds))) if lgb_inner else method().fit(Xb, yb)
+    return oof, final.predict_proba(X), final
+
+
+def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, models_dir: Path,
+            backbones: list[str]) -> pd.DataFrame:
+    t = section(config, "ensemble")
+    rules = [Rule.parse(r, f"{t['_source']} rules") for r in t["rules"]]
+    seed = int(config["seed"])
+    videos, frames = load_inputs(interim, features_dir, backbones)
+    X = build_table(videos, frames, rules, positive_int(t, "pca_components", 0), seed)
+    blend = (videos["split"] == "blend").to_numpy()
+    y_all = videos["label"].astype("float64").to_numpy()
+    if blend.sum() == 0 or len(np.unique(y_all[blend])) < 2:
+        raise DataError(f"{interim}/videos.parquet: the blend split needs labelled FAKE and REAL videos")
+    y = np.nan_to_num(y_all).astype(int)
+    folds = videos["fold"].to_numpy()
+    prior = float(y_all[blend].mean())
+    has_frames = np.zeros(len(videos), bool)
+    for b in backbones:
+        has_frames |= X[f"{b}/n_frames"].to_numpy() > 0
+
+    rule_cols = [f"{b}/{r.label}" for b in backbones for r in rules]
+    P = X[rule_cols].fillna(prior).clip(0, 1)
+    out = videos[META].copy()
+    for col in rule_cols:
+        out[col] = P[col].to_numpy()
+    out["blend/mean"] = P[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
+
+    lgb_params = dict(config["ensemble"]["lightgbm"])
+    methods = {
+        "blend/weighted": (lambda: WeightedBlend(rule_cols), P, False),
+        "stack/logistic": (lambda: LogisticStack(rule_cols, float(t["logistic_c"])), P, False),
+        "stack/lightgbm": (lambda: LightGBMStack(list(X.columns), lgb_params, seed), X, True),
+    }
+    report, saved = {"prior": prior, "methods": {}}, {}
+    clip_eps = [float(e) for e in t["clip_eps"]]
+    for name, (make, data, inner) in methods.items():
+        oof, full, model = fit_predict(make, data, y, folds, blend, inner)
+        calibrator, cal_scores, oof_cal = choose(oof, y[blend], folds[blend], clip_eps)
+        pred = calibrator.transform(full)
+        pred[blend] = oof_cal
+        out[name] = pred
+        report["methods"][name] = {"oof_log_loss_raw": log_loss(y[blend], oof), "calibrators": cal_scores,
+                                   "calibrator": calibrator.name, "oof_log_loss": log_loss(y[blend], oof_cal)}
+        saved[name] = (model, calibrator)
+    # the plain mean is not learned; its calibrator is still chosen on the blend split
+    calibrator, cal_scores, oof_cal = choose(out["blend/mean"].to_numpy()[blend], y[blend], folds[blend], clip_eps)
+    mean_pred = calibrator.transform(out["blend/mean"].to_numpy())
+    mean_pred[blend] = oof_cal
+    out["blend/mean"] = mean_pred
+    report["methods"]["blend/mean"] = {"calibrators": cal_scores, "calibrator": calibrator.name,
+                                       "oof_log_loss": log_loss(y[blend], oof_cal)}
+    for col in out.columns[len(META):]:
+        out.loc[~has_frames, col] = prior
+    report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
+
+    with atomic_dir(models_dir) as tmp:
+        for name, (model, calibrator) in saved.items():
+            stem = name.replace("/", "_")
+            if isinstance(model, LightGBMStack):
+                write_text(tmp / f"{stem}.txt", model.model_text())
+                write_json(tmp / f"{stem}.json", {"columns": model.columns, "calibrator": calibrator.to_json()})
+            else:
+                write_json(tmp / f"{stem}.json", {**model.to_json(), "calibrator": calibrator.to_json()})
+        write_json(tmp / "ensemble.json", {"rules": [r.label for r in rules], "backbones": backbones,
+                                           "prior": prior, "pca_components": t["pca_components"]})
+    with atomic_dir(out_dir) as tmp:
+        out.to_parquet(tmp / "videos.parquet", index=False)
+        write_json(tmp / "fit.json", report)
+    return out, report
+
+
+def load_stacker(path: Path):
+    """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution."""
+    obj = json.loads(path.with_suffix(".json").read_text())
+    calibrator = Calibrator.from_json(obj["calibrator"])
+    if path.with_suffix(".txt").exists():
+        return LightGBMStack.from_text(path.with_suffix(".txt").read_text(), obj["columns"]), calibrator
+    if "weights" in obj:
+        return WeightedBlend.from_json(obj), calibrator
+    return LogisticStack.from_json(obj), calibrator

@@ -1,0 +1,141 @@
+"""`ensemble fit` on a synthetic frame table: outputs, no leakage, grouped OOF, pickle-free models."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from data.config import load_config
+from ensemble.fit import fit_predict, load_stacker, run_fit
+from ensemble.metrics import log_loss
+from ensemble.stackers import LogisticStack
+from extract.features import _table
+
+BACKBONES = ["cnn_a", "cnn_b"]
+
+
+def make_inputs(root: Path, seed: int = 0, n_families: int = 60):
+    """videos.parquet with family-grouped splits/folds, and two backbones' frame features whose scores
+    carry the label with noise."""
+    from data.splits import assign_splits
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(n_families):
+        rows.append((f"r{f:03d}.mp4", 0, f"r{f:03d}.mp4"))
+        rows += [(f"f{f:03d}_{k}.mp4", 1, f"r{f:03d}.mp4") for k in range(rng.integers(2, 7))]
+    videos = pd.DataFrame(rows, columns=["video", "label", "family"])
+    videos["label"] = videos["label"].astype("Int8")
+    videos = assign_splits(videos, {"train": 0.4, "blend": 0.4, "test": 0.2}, 5, seed)
+    videos["n_frames"] = rng.integers(0, 12, len(videos))
+    videos.loc[videos.index[:3], "n_frames"] = 0
+    (root / "interim").mkdir(parents=True)
+    videos.to_parquet(root / "interim/videos.parquet", index=False)
+    (root / "features").mkdir()
+    for b, strength in zip(BACKBONES, (1.5, 0.8)):
+        frames = videos.loc[videos.index.repeat(videos["n_frames"]), ["video", "label"]].reset_index(drop=True)
+        frames["frame"] = frames.groupby("video").cumcount() * 10
+        frames["face"] = 1
+        z = strength * (frames["label"].astype(float).to_numpy() * 2 - 1) + rng.normal(0, 1.5, len(frames))
+        score = 1 / (1 + np.exp(-z))
+        emb = rng.normal(size=(len(frames), 6)).astype(np.float32) + z[:, None].astype(np.float32) * 0.2
+        table = _table(frames["video"].to_numpy(), frames["frame"].to_numpy(), frames["face"].to_numpy(),
+                       score.astype(np.float32), emb, "k", 6)
+        pq.write_table(table, root / "features" / f"{b}.parquet")
+    return videos
+
+
+def fit(root: Path, out: str = "pred"):
+    config = load_config()
+    return run_fit(config, root / "interim", root / "features", root / out, root / f"models_{out}", BACKBONES)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble")
+    videos = make_inputs(root)
+    out, report = fit(root)
+    return root, videos, out, report
+
+
+def test_predictions_table_has_every_method_and_the_prior_for_frameless_videos(fitted):
+    root, videos, out, report = fitted
+    saved = pd.read_parquet(root / "pred/videos.parquet")
+    pd.testing.assert_frame_equal(saved, out)
+    assert list(out["video"]) == sorted(videos["video"])
+    for col in ["cnn_a/mean", "cnn_a/confident:0.8", "cnn_b/max", "blend/mean", "blend/weighted",
+                "stack/logistic", "stack/lightgbm"]:
+        assert out[col].between(0, 1).all(), col
+    frameless = out["video"].isin(videos.loc[videos["n_frames"] == 0, "video"])
+    assert (out.loc[frameless, "stack/lightgbm"] == report["prior"]).all()
+    assert json.loads((root / "pred/fit.json").read_text())["best_method"] in report["methods"]
+
+
+def test_stackers_beat_the_prior_and_single_columns_on_test(fitted):
+    _, _, out, report = fitted
+    test = out[(out["split"] == "test") & out["label"].notna()]
+    y = test["label"].astype(int)
+    prior = log_loss(y, np.full(len(y), report["prior"]))
+    assert log_loss(y, test["stack/logistic"]) < prior
+    assert log_loss(y, test["stack/lightgbm"]) < prior
+
+
+def test_the_stackers_never_see_train_split_videos(fitted, tmp_path):
+    root, videos, out, _ = fitted
+    shutil_copy(root, tmp_path)
+    vids = pd.read_parquet(tmp_path / "interim/videos.parquet")
+    train = vids["split"] == "train"
+    vids.loc[train, "label"] = 1 - vids.loc[train, "label"]          # different labels on train videos
+    vids.to_parquet(tmp_path / "interim/videos.parquet", index=False)
+    for b in BACKBONES:                                                # and different train-video scores
+        t = pq.read_table(tmp_path / f"features/{b}.parquet")
+        df = t.to_pandas()
+        flip = df["video"].isin(vids.loc[train, "video"]).to_numpy()
+        score = np.where(flip, 1 - df["score"].to_numpy(), df["score"].to_numpy()).astype(np.float32)
+        emb = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+        pq.write_table(_table(df["video"].to_numpy(), df["frame"].to_numpy(), df["face"].to_numpy(), score, emb,
+                              "k", 6), tmp_path / f"features/{b}.parquet")
+    changed, _ = fit(tmp_path)
+    rows = out["split"].isin(["blend", "test"]).to_numpy()
+    for col in ["blend/weighted", "stack/logistic", "stack/lightgbm", "blend/mean"]:
+        np.testing.assert_allclose(changed.loc[rows, col], out.loc[rows, col], err_msg=col)
+
+
+def shutil_copy(src: Path, dst: Path):
+    import shutil
+    for sub in ("interim", "features"):
+        shutil.copytree(src / sub, dst / sub)
+
+
+def test_oof_predictions_of_a_fold_ignore_that_folds_labels(fitted):
+    root, videos, out, _ = fitted
+    X = out[[c for c in out.columns if c.startswith("cnn_")]]
+    cols = list(X.columns)
+    y = out["label"].fillna(0).astype(int).to_numpy()
+    folds = out["fold"].to_numpy()
+    blend = (out["split"] == "blend").to_numpy()
+    oof, _, _ = fit_predict(lambda: LogisticStack(cols, 0.1), X, y, folds, blend, False)
+    held = blend & (folds == 2)
+    y2 = y.copy()
+    y2[held] = 1 - y2[held]
+    oof2, _, _ = fit_predict(lambda: LogisticStack(cols, 0.1), X, y2, folds, blend, False)
+    in_fold = folds[blend] == 2
+    np.testing.assert_allclose(oof[in_fold], oof2[in_fold])
+    assert not np.allclose(oof[~in_fold], oof2[~in_fold])
+    # folds come from the family-grouped table: no family spans two folds of the blend split
+    b = videos[videos["split"] == "blend"]
+    assert b.groupby("family")["fold"].nunique().max() == 1
+
+
+def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
+    root, _, out, _ = fitted
+    models = root / "models_pred"
+    for path in models.iterdir():
+        head = path.read_bytes()[:2]
+        assert head != b"\x80\x04" and path.suffix in (".json", ".txt")
+    model, calibrator = load_stacker(models / "stack_lightgbm")
+    assert model.booster.num_trees() > 0 and calibrator.kind in ("clip", "platt", "isotonic")
+    model, calibrator = load_stacker(models / "stack_logistic")
+    assert isinstance(model, LogisticStack) and len(model.coef) == len(model.columns)
