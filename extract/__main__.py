@@ -59,7 +59,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     config, settings, specs = _settings(args)
-    run_bench(config, settings, specs[0], Path(args.interim) / check_name(args.name), Path(args.models) / args.name,
+    name = check_name(args.name)
+    run_bench(config, settings, specs[0], Path(args.interim) / name, Path(args.models) / name,
               Path(args.out), frames=args.frames)
     return 0
 

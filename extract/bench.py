@@ -41,21 +41,20 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     from data.config import load_config
 
     from ._tensorflow import keras, tf
-    from .backbones import build_model, feature_model, get_backbone, load_classifier
-    from .features import crop_rows
+    from .backbones import build_model, get_backbone, load_classifier
+    from .features import crop_rows, inference_model
     from .pipeline import chunked_dataset
     from .settings import load_settings
 
+    from .runtime import infer, setup
+
     interim, models = Path(interim), Path(models)
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
     settings = load_settings(load_config(config_path))
+    runtime = setup(settings.mixed_precision, intra, inter)
     spec = next(s for s in settings.backbones if s.name == backbone)
     model_file = models / f"{backbone}.keras"
     classifier = load_classifier(model_file) if model_file.exists() else build_model(backbone, spec.input_size)
-    model = feature_model(classifier)
+    model = inference_model(classifier, runtime)
     pre = get_backbone(backbone).preprocess
     rows, videos, root = crop_rows(interim)
     rows = rows.iloc[:frames]
@@ -77,7 +76,7 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     x = tf.constant(pre(np.random.default_rng(0).uniform(0, 255, (bs, size, size, 3)).astype("float32")))
 
     def on_tensors(batch):
-        model.predict_on_batch(batch)
+        infer(model, batch, runtime)
         return int(batch.shape[0])
     model_only = timed((x for _ in range(WARMUP_BATCHES + max(1, n // bs))), on_tensors)
 
@@ -87,7 +86,7 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     bounds = [(int(k), int(np.flatnonzero(chunk == k)[0]), int(np.flatnonzero(chunk == k)[-1]) + 1)
               for k in np.unique(chunk)]
     def on_pipeline(batch):
-        model.predict_on_batch(batch[2])
+        infer(model, batch[2], runtime)
         return int(batch[1].shape[0])
     pipeline = timed(chunked_dataset(paths, bounds, spec.view, pre, bs), on_pipeline)
 
@@ -116,7 +115,7 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
             "pipeline_fps": round(pipeline, 1), "naive_fps": round(naive, 1),
             "pipeline_vs_model_only": round(pipeline / model_only, 3), "pipeline_vs_naive": round(pipeline / naive, 3),
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"), "intra_op_threads": intra,
-            "inter_op_threads": inter, "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
+            "inter_op_threads": inter, "tensorflow": tf.__version__, "runtime": runtime.describe()}
 
 
 def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Path, frames: int) -> dict:
@@ -132,7 +131,8 @@ def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Pa
                               capture_output=True, text=True)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            raise DataError(f"bench setting {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DataError(f"bench setting {name} failed: {last}")
         results[name] = json.loads(line[7:])
     best = max(results, key=lambda k: results[k]["pipeline_fps"])
     report = {"backbone": spec.name, "machine": platform.machine(), "cpus": os.cpu_count(), "settings": results,

@@ -29,9 +29,9 @@ from data.atomic import atomic_path
 from data.errors import DataError
 from data.tables import load_tables
 
-from .backbones import build_model, feature_model, get_backbone, load_classifier
+from .backbones import feature_model, get_backbone, load_classifier
 from .pipeline import chunked_dataset
-from .runtime import Runtime, setup
+from .runtime import Runtime, infer, setup, with_policy
 from .settings import BackboneSpec, ExtractSettings
 
 META_KEY = b"deepfake_ensemble"
@@ -74,9 +74,12 @@ def crop_rows(interim: Path) -> tuple[pd.DataFrame, list[str], Path]:
     return rows, order, root
 
 
-def run_key(spec: BackboneSpec, model_file: Path, rows: pd.DataFrame, settings: ExtractSettings) -> str:
-    """What a chunk depends on: the model bytes, the crops, the view and the batching."""
+def run_key(spec: BackboneSpec, model_file: Path, rows: pd.DataFrame, settings: ExtractSettings,
+            runtime: Runtime) -> str:
+    """What a chunk depends on: the model bytes, the crops, the view, the batching, device kind and precision
+    (chunks made on a GPU in mixed precision never merge with CPU float32 chunks)."""
     h = hashlib.sha256()
+    h.update(runtime.describe().encode())
     h.update(_sha256_file(model_file).encode())
     h.update(pd.util.hash_pandas_object(rows[["video", "frame", "face", "path"]], index=False).values.tobytes())
     h.update(json.dumps([spec.input_size, spec.center_crop, settings.batch_size, settings.chunk_videos]).encode())
@@ -107,15 +110,12 @@ def file_key(path: Path) -> str | None:
         return None
 
 
-def _inference_model(spec: BackboneSpec, model_file: Path, runtime: Runtime) -> keras.Model:
-    """The embedding + score model; rebuilt in mixed precision on GPU with the trained weights."""
-    trained = load_classifier(model_file)
+def inference_model(trained: keras.Model, runtime: Runtime) -> keras.Model:
+    """The embedding + score model, in mixed precision and under the GPU strategy where the runtime has them."""
     if not runtime.mixed_precision and runtime.gpus <= 1:
         return feature_model(trained)
     with runtime.strategy.scope():
-        model = build_model(spec.name, spec.input_size, "none", dropout=0.0)
-        model.set_weights(trained.get_weights())
-        return feature_model(model)
+        return feature_model(with_policy(trained, "mixed_float16" if runtime.mixed_precision else "float32"))
 
 
 def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Path, models_dir: Path,
@@ -125,7 +125,9 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     if not model_file.exists():
         raise DataError(f"{model_file}: model not found; run 'python -m extract train' (make features) first")
     rows, videos, root = crop_rows(interim)
-    key = run_key(spec, model_file, rows, settings)
+    runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
+                    deterministic=True)
+    key = run_key(spec, model_file, rows, settings, runtime)
     final = out_dir / f"{spec.name}.parquet"
     if final.exists() and file_key(final) == key:
         print(f"{spec.name}: {final} is up to date")
@@ -142,15 +144,14 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     chunk_of_video = {v: i // settings.chunk_videos for i, v in enumerate(videos)}
     rows["chunk"] = rows["video"].map(chunk_of_video).astype(int)
     todo = [k for k in range(n_chunks) if shard.takes(k) and not (chunk_dir / f"chunk-{k:05d}.parquet").exists()]
-    runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads)
     if todo:
-        model = _inference_model(spec, model_file, runtime)
+        model = inference_model(load_classifier(model_file), runtime)
         dim = int(model.outputs[0].shape[-1])
         bounds = []
         for k in todo:
             idx = np.flatnonzero(rows["chunk"].to_numpy() == k)
             bounds.append((k, int(idx[0]) if len(idx) else 0, int(idx[-1]) + 1 if len(idx) else 0))
-        _run_chunks(spec, model, dim, rows, root, bounds, chunk_dir, key, settings.batch_size)
+        _run_chunks(spec, model, dim, rows, root, bounds, chunk_dir, key, settings.batch_size, runtime)
     missing = [k for k in range(n_chunks) if not (chunk_dir / f"chunk-{k:05d}.parquet").exists()]
     if missing:
         print(f"{spec.name}: shard {shard.index + 1}/{shard.count} done; {len(missing)} chunks left to other "
@@ -160,7 +161,8 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
 
 
 def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataFrame, root: Path,
-                bounds: list[tuple[int, int, int]], chunk_dir: Path, key: str, batch_size: int) -> None:
+                bounds: list[tuple[int, int, int]], chunk_dir: Path, key: str, batch_size: int,
+                runtime: Runtime) -> None:
     paths = np.array([str(root / p) for p in rows["path"]])
     backbone = get_backbone(spec.name)
     total = sum(end - start for _, start, end in bounds)
@@ -190,7 +192,7 @@ def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataF
             chunk = int(k[0])
             while order and order[0] != chunk:
                 flush(order.pop(0))
-            emb, score = model.predict_on_batch(images)
+            emb, score = infer(model, images, runtime)
             pending[chunk].append((idx.numpy(), np.asarray(emb, np.float32), np.asarray(score, np.float32).reshape(-1)))
             bar.update(len(idx))
         while order:

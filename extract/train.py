@@ -29,7 +29,7 @@ from data.tables import load_tables
 
 from .backbones import build_model, get_backbone, load_classifier
 from .pipeline import View, eval_dataset, load_images, train_dataset
-from .runtime import setup
+from .runtime import Runtime, infer, setup
 from .settings import BackboneSpec, ExtractSettings, TrainSettings
 
 EPS = 1e-15
@@ -93,11 +93,12 @@ def reseed(model: keras.Model, seed: int) -> None:
         generator.state.assign(np.array([seed, i], dtype=generator.state.dtype))
 
 
-def predict_scores(model: keras.Model, paths: np.ndarray, view: View, preprocess, batch_size: int) -> np.ndarray:
+def predict_scores(model: keras.Model, paths: np.ndarray, view: View, preprocess, batch_size: int,
+                   runtime: Runtime) -> np.ndarray:
     """P(FAKE) for each path, shape (n,); unreadable files get NaN."""
     out = np.full(len(paths), np.nan, np.float32)
     for idx, images in eval_dataset(paths, view, preprocess, batch_size):
-        out[idx.numpy()] = model.predict_on_batch(images).reshape(-1)
+        out[idx.numpy()] = np.asarray(infer(model, images, runtime), np.float32).reshape(-1)
     return out
 
 
@@ -113,7 +114,7 @@ def save_model(model: keras.Model, target: Path) -> None:
 
 
 def _run_key(spec: BackboneSpec, settings: ExtractSettings, fingerprint: str) -> str:
-    # epochs and patience are left out, so a finished or killed run can be extended with more epochs
+    # epochs and patience are left out, so a killed run can be resumed with more epochs
     train = {k: v for k, v in settings.train.__dict__.items() if k not in ("epochs", "patience")}
     blob = json.dumps({"spec": spec.__dict__, "train": repr(train), "seed": settings.seed,
                        "data": fingerprint}, sort_keys=True, default=str)
@@ -146,7 +147,7 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
                     seed=settings.seed, deterministic=True)
     with runtime.strategy.scope():
         if state["epoch"] > 0:
-            model = keras.saving.load_model(work / "last.keras", compile=True, safe_mode=True)
+            model = keras.saving.load_model(work / state["checkpoint"], compile=True, safe_mode=True)
             print(f"{spec.name}: resuming after epoch {state['epoch']}")
         else:
             model = build_model(spec.name, spec.input_size, spec.weights, train.dropout)
@@ -176,8 +177,13 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
             # one tf.data epoch per fit call, shuffled by us and of unknown length after ignore_errors
             warnings.filterwarnings("ignore", message=".*(shuffle=True|ran out of data).*")
             history = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose)
-        scores = predict_scores(model, val_paths, spec.view, backbone.preprocess, settings.batch_size)
+        scores = predict_scores(model, val_paths, spec.view, backbone.preprocess, settings.batch_size, runtime)
         ok = ~np.isnan(scores)
+        if not ok.all():
+            print(f"warning: {int((~ok).sum())} unreadable validation crops skipped, e.g. "
+                  f"{val_paths[~ok][0]}", file=sys.stderr)
+        if len(np.unique(val_y[ok])) < 2:
+            raise DataError(f"{spec.name}: the readable validation crops hold one class only")
         metrics = frame_metrics(val_y[ok], scores[ok])
         seconds = time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "loss": float(history.history["loss"][-1]),
@@ -190,9 +196,15 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
             os.replace(work / ".best.weights.h5", work / "best.weights.h5")
         else:
             state["wait"] += 1
+        # the checkpoint is named by its epoch and the state names it: a kill between the two writes
+        # leaves the previous, consistent pair
         state["epoch"] = epoch + 1
-        save_model(model, work / "last.keras")
+        state["checkpoint"] = f"epoch-{epoch + 1:03d}.keras"
+        save_model(model, work / state["checkpoint"])
         write_json(state_file, state)
+        for old in work.glob("epoch-*.keras"):
+            if old.name != state["checkpoint"]:
+                old.unlink()
         print(f"{spec.name}: epoch {epoch + 1}: val balanced log-loss {metrics['balanced_log_loss']:.4f}, "
               f"AUC {metrics['auc']:.4f}{' (best)' if improved else ''}, {seconds:.1f} s")
 
