@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from data.cli import add_config_flag, not_implemented, run
+from data.cli import add_config_flag, run
 from data.config import load_config
 from data.prepare import check_name
 
@@ -25,6 +25,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blend(args: argparse.Namespace) -> int:
+    from .blend import run_blend
+
+    config = load_config(args.config)
+    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, args.folds, args.c,
+                       int(config["seed"]))
+    print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds")
+    print(f"{'method':<52}{'CV log-loss':>12}")
+    for method, loss in sorted(report["methods"].items(), key=lambda kv: kv[1]):
+        print(f"{method:<52}{loss:>12.4f}{'  <- chosen' if method == report['chosen'] else ''}")
+    print(f"wrote {args.out}/blend.json, oof.csv, submission.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ensemble",
                                      description="Ensemble stage: calibrated per-video predictions.")
@@ -41,12 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="models", help="models folder; combiners go to MODELS/NAME/ensemble")
     add_config_flag(p)
     p.set_defaults(func=cmd_fit)
-    p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV "
-                                     "(not implemented yet)",
-                       description="Blend external Kaggle submission files with family-grouped CV.")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
+                       description="Align Kaggle submission files (filename,label) by video, score blending methods "
+                                   "by family-grouped CV log-loss, and write the best blend as a submission.")
+    p.add_argument("--predictions", nargs="+", required=True, metavar="PATH[:COLUMN]",
+                   help="prediction files; COLUMN names the prediction column of a non-Kaggle file (default: label)")
+    p.add_argument("--labels", required=True, metavar="PATH",
+                   help="DFDC metadata.json, or a CSV filename,label[,original] (label 0/1 or REAL/FAKE)")
+    p.add_argument("--fill", choices=["prior"], default=None,
+                   help="fill videos missing from a file with the labels' FAKE share instead of stopping")
+    p.add_argument("--folds", type=int, default=5, help="family-grouped CV folds (default: 5)")
+    p.add_argument("--C", type=float, default=0.1, dest="c", help="inverse L2 strength of the logistic blend (default: 0.1)")
+    p.add_argument("--out", default="reports/blend", help="folder for blend.json, oof.csv, submission.csv "
+                                                           "(default: reports/blend)")
     add_config_flag(p)
-    p.set_defaults(func=not_implemented("ensemble", "blend", 4))
+    p.set_defaults(func=cmd_blend)
     return parser
 
 
