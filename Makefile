@@ -72,6 +72,7 @@ test: $(SETUP)
 bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --config $(CONFIG)
 	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m ensemble bench --config $(CONFIG)
 
 clean:
 	rm -rf data/raw data/interim data/features data/predictions models

@@ -39,6 +39,15 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    config = load_config(args.config)
+    run_bench(Path(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos, args.lgb_features,
+              int(config["seed"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ensemble",
                                      description="Ensemble stage: calibrated per-video predictions.")
@@ -70,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "(default: reports/blend)")
     add_config_flag(p)
     p.set_defaults(func=cmd_blend)
+    p = sub.add_parser("bench", help="time the vectorised rules against pandas groupby.apply, and LightGBM",
+                       description="All rules over a synthetic frame table against pandas groupby.apply with a "
+                                   "Python function per video; peak memory; LightGBM fit time.")
+    p.add_argument("--frames", type=int, default=10_000_000, help="frames in the table (default: 10,000,000)")
+    p.add_argument("--videos", type=int, default=100_000, help="videos in the table (default: 100,000)")
+    p.add_argument("--baseline-videos", type=int, default=5_000,
+                   help="videos the pandas baseline runs on (default: 5,000; it is much slower)")
+    p.add_argument("--lgb-videos", type=int, default=100_000, help="rows of the LightGBM fit (default: 100,000)")
+    p.add_argument("--lgb-features", type=int, default=200, help="features of the LightGBM fit (default: 200)")
+    p.add_argument("--out", default="reports/bench/ensemble.json", help="JSON output (default: reports/bench/ensemble.json)")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

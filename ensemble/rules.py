@@ -28,16 +28,41 @@ class Grouped:
     groups: np.ndarray          # (n,) original group index per frame
     scores: np.ndarray          # (n,) original scores
     cumsum: np.ndarray          # (n + 1,) cumulative sum of sorted_scores, starting at 0
+    key: np.ndarray             # (n,) sorted (video + score / 2): the sort key, for threshold look-ups
 
     @classmethod
     def build(cls, groups: np.ndarray, scores: np.ndarray, n_videos: int) -> "Grouped":
         groups = np.asarray(groups, np.int64)
         scores = np.asarray(scores, np.float64)
-        order = np.lexsort((scores, groups))
+        if len(scores) and not (scores.min() >= 0 and scores.max() <= 1):
+            raise ValueError("frame scores must lie in [0, 1]")
+        # one float sort of (video + score / 2), several times faster than lexsort; its rounding (about
+        # 1e-11 at 1e5 videos) bounds the error of the order statistics read off it
+        key = groups + scores * 0.5
+        key.sort(kind="stable")                      # timsort: fast on tables already sorted by video
         count = np.bincount(groups, minlength=n_videos)
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
-        s = scores[order]
-        return cls(s, start, count, groups, scores, np.concatenate([[0.0], np.cumsum(s)]))
+        s = np.floor(key)                            # the video index (score / 2 < 1), then the score
+        np.subtract(key, s, out=s)
+        s *= 2.0
+        cumsum = np.empty(len(s) + 1)
+        cumsum[0] = 0.0
+        np.cumsum(s, out=cumsum[1:])
+        return cls(s, start, count, groups, scores, cumsum, key)
+
+    def above(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(sum, count) of scores > t per video, read off the sorted scores (no pass over the frames)."""
+        videos = np.arange(len(self.count))
+        first = np.searchsorted(self.key, videos + t * 0.5, side="right")
+        end = self.start + self.count
+        n = end - first
+        return self.cumsum[end] - self.cumsum[first], n
+
+    def below(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(sum, count) of scores < t per video."""
+        videos = np.arange(len(self.count))
+        last = np.searchsorted(self.key, videos + t * 0.5, side="left")
+        return self.cumsum[last] - self.cumsum[self.start], last - self.start
 
     def range_mean(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Mean of sorted positions [start + lo, start + hi) per video; NaN where the range is empty."""
@@ -99,12 +124,14 @@ def _topk_mean(g: Grouped, k: float):
 
 def _logit_mean(g: Grouped, _=None):
     p = np.clip(g.scores, EPS, 1 - EPS)
-    mean_logit, _ = g.masked_mean(np.ones(len(p), bool), np.log(p / (1 - p)))
+    np.log(np.divide(p, 1 - p, out=p), out=p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_logit = np.bincount(g.groups, weights=p, minlength=len(g.count)) / g.count
     return 1 / (1 + np.exp(-mean_logit))
 
 
 def _frac_above(g: Grouped, t: float):
-    _, n_above = g.masked_mean(g.scores > t)
+    _, n_above = g.above(t)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(g.count > 0, n_above / g.count, np.nan)
 
@@ -112,8 +139,10 @@ def _frac_above(g: Grouped, t: float):
 def _confident(g: Grouped, t: float):
     """DFDC 1st place's confident_strategy: if more than len // 2.5 and more than 11 frames score above t,
     the mean of those; else if more than 90 % of frames score below 0.2, the mean of those; else the mean."""
-    hi_mean, n_hi = g.masked_mean(g.scores > t)
-    lo_mean, n_lo = g.masked_mean(g.scores < 0.2)
+    hi_sum, n_hi = g.above(t)
+    lo_sum, n_lo = g.below(0.2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hi_mean, lo_mean = hi_sum / n_hi, lo_sum / n_lo
     size = g.count
     confident_fake = (n_hi > np.floor(size / 2.5)) & (n_hi > 11)
     confident_real = n_lo > 0.9 * size

@@ -10,7 +10,7 @@ from conftest import run_cli
 STAGES = {
     "data": ["synth", "prepare", "sheet", "bench"],
     "extract": ["train", "features", "merge", "bench"],
-    "ensemble": ["fit", "blend"],
+    "ensemble": ["fit", "blend", "bench"],
     "evaluate": ["report", "score", "validate", "submission", "predict"],
 }
 PENDING = [("evaluate", c) for c in STAGES["evaluate"]]
