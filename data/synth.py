@@ -30,7 +30,7 @@ from joblib import Parallel, delayed
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_path, write_json, write_text
+from .atomic import write_json, write_text
 from .config import fraction, number_range, positive_int, section
 from .errors import DataError
 from .render import Identity, Pose, inner_mask, render

@@ -168,7 +168,6 @@ def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataF
     total = sum(end - start for _, start, end in bounds)
     pending = {k: [] for k, _, _ in bounds}
     order = [k for k, _, _ in bounds]
-    written = 0
     skipped = 0
 
     def flush(k: int) -> None:

@@ -165,7 +165,8 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
     weights = sample_weights(fit_y, train.class_weight)
     verbose = 1 if sys.stdout.isatty() else 2
     print(f"{spec.name}: {len(fit)} training crops ({fit['video'].nunique()} videos), {len(val)} validation crops "
-          f"({val['video'].nunique()} videos), input {spec.input_size}px (centre {spec.center_crop:g}), weights {spec.weights}, {runtime.describe()}")
+          f"({val['video'].nunique()} videos), input {spec.input_size}px (centre {spec.center_crop:g}), "
+          f"weights {spec.weights}, {runtime.describe()}")
     while state["epoch"] < train.epochs and state["wait"] < train.patience:
         epoch = state["epoch"]
         start = time.perf_counter()
