@@ -72,12 +72,15 @@ def augment(image: tf.Tensor, seed: tf.Tensor, size: int, aug: Augment) -> tf.Te
     return image
 
 
-def load_images(paths: np.ndarray, view: View, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode and resize every file once: uint8 (n, size, size, 3) and a readable mask (n,)."""
-    images = np.zeros((len(paths), view.size, view.size, 3), np.uint8)
+def load_images(paths: np.ndarray, view: View, batch_size: int, keep: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Decode and resize every file once: uint8 (n, size, size, 3) (None unless ``keep``) and a readable
+    mask (n,)."""
+    images = np.zeros((len(paths), view.size, view.size, 3), np.uint8) if keep else None
     ok = np.zeros(len(paths), bool)
     for idx, batch in eval_dataset(paths, view, keep_pixels, batch_size):
-        images[idx.numpy()] = np.round(batch.numpy()).astype(np.uint8)
+        if keep:
+            images[idx.numpy()] = np.round(batch.numpy()).astype(np.uint8)
         ok[idx.numpy()] = True
     return images, ok
 

@@ -156,12 +156,13 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
     paths = lambda rows: np.array([str(root / p) for p in rows["path"]])  # noqa: E731
     fit_paths, val_paths = paths(fit), paths(val)
     fit_y, val_y = fit["label"].to_numpy(), val["label"].to_numpy()
-    fit_source = fit_paths
-    if (len(fit) * spec.input_size**2 * 3) / 2**20 <= train.cache_mb:
-        fit_source, readable = load_images(fit_paths, spec.view, settings.batch_size)
-        for path in fit_paths[~readable]:
-            print(f"warning: unreadable training crop skipped: {path}", file=sys.stderr)
-        fit_source, fit_y = fit_source[readable], fit_y[readable]
+    # decode every training crop once: into memory when they fit in cache_mb, else only to find unreadable ones
+    cache = (len(fit) * spec.input_size**2 * 3) / 2**20 <= train.cache_mb
+    images, readable = load_images(fit_paths, spec.view, settings.batch_size, keep=cache)
+    for path in fit_paths[~readable]:
+        print(f"warning: unreadable training crop skipped: {path}", file=sys.stderr)
+    fit_source = images[readable] if cache else fit_paths[readable]
+    fit_y = fit_y[readable]
     weights = sample_weights(fit_y, train.class_weight)
     verbose = 1 if sys.stdout.isatty() else 2
     print(f"{spec.name}: {len(fit)} training crops ({fit['video'].nunique()} videos), {len(val)} validation crops "

@@ -248,3 +248,22 @@ def test_mixed_precision_features_match_float32(workspace, tmp_path):
     assert mixed[["video", "frame", "face"]].equals(full[["video", "frame", "face"]])
     np.testing.assert_allclose(mixed["score"], full["score"], atol=2e-2)
     assert not np.array_equal(mixed["score"], full["score"])         # it did compute in float16
+
+
+@pytest.mark.parametrize("cache_mb", [2048, 0])
+def test_unreadable_training_crops_are_named_on_both_input_paths(workspace, tmp_path, cache_mb):
+    raw = tmp_path / "raw"
+    shutil.copytree(workspace / "raw", raw)
+    videos = pd.read_parquet(workspace / "interim/synthetic/videos.parquet")
+    train_video = videos[(videos["split"] == "train") & (videos["fold"] != 0) & (videos["n_crops"] > 1)]
+    bad = sorted((raw / train_video["video"].iloc[0][:-4]).glob("*.png"))[0]
+    bad.write_bytes(b"broken")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(Path(TINY).read_text().replace("epochs = 2", f"epochs = 1\ncache_mb = {cache_mb}")
+                   + "\n[prepare]\nverify_images = 'none'\n")
+    assert run_cli("data", "prepare", "--data", str(raw), "--name", "synthetic", "--out", str(tmp_path / "interim"),
+                   "--config", str(cfg)).returncode == 0
+    res = run_cli("extract", "train", "--config", str(cfg), "--interim", str(tmp_path / "interim"),
+                  "--models", str(tmp_path / "models"))
+    assert res.returncode == 0, res.stderr
+    assert f"unreadable training crop skipped: {bad}" in res.stderr
