@@ -1,8 +1,8 @@
 """``python -m ensemble bench``: the vectorised rules against ``pandas.groupby(...).apply`` with a Python
 function per video, peak memory, and LightGBM fit time. Writes ``reports/bench/ensemble.json``.
 
-The pandas baseline runs on a slice of the videos (``--baseline-videos``) since it is ~100x slower; both are
-reported in rows/s, measured in the same process.
+The pandas baseline runs on a slice of the videos (``--baseline-videos``) since it is ~50x slower; both are
+reported in rows/s, measured in the same process (the vectorised time is the best of two runs).
 """
 from __future__ import annotations
 
@@ -73,9 +73,12 @@ def run_bench(out: Path, frames: int, videos: int, baseline_videos: int, lgb_vid
     groups = np.sort(rng.integers(0, videos, frames))
     scores = rng.beta(0.7, 0.7, frames)
 
-    start = time.perf_counter()
-    fast = aggregate(groups, scores, videos, rules)
-    vec_seconds = time.perf_counter() - start
+    runs = []
+    for _ in range(2):                  # best of two: the first also pays for faulting in fresh memory
+        start = time.perf_counter()
+        fast = aggregate(groups, scores, videos, rules)
+        runs.append(time.perf_counter() - start)
+    vec_seconds = min(runs)
     tracemalloc.start()                 # a second pass for memory: tracing slows allocations down
     aggregate(groups, scores, videos, rules)
     _, peak = tracemalloc.get_traced_memory()
@@ -104,6 +107,7 @@ def run_bench(out: Path, frames: int, videos: int, baseline_videos: int, lgb_vid
     report = {
         "machine": platform.machine(), "rules": [r.label for r in rules],
         "vectorised": {"frames": frames, "videos": videos, "seconds": round(vec_seconds, 3),
+                       "first_run_seconds": round(runs[0], 3),
                        "rows_per_s": round(vec_rate), "peak_traced_mb": round(peak / 2**20, 1)},
         "pandas_apply": {"frames": int(sub.sum()), "videos": baseline_videos, "seconds": round(pandas_seconds, 3),
                          "rows_per_s": round(pandas_rate)},
@@ -113,7 +117,7 @@ def run_bench(out: Path, frames: int, videos: int, baseline_videos: int, lgb_vid
                          "seconds": round(lgb_seconds, 2)},
     }
     print(f"rules ({len(rules)}): vectorised {vec_rate:,.0f} rows/s over {frames:,} frames in {videos:,} videos "
-          f"({vec_seconds:.2f} s); pandas groupby.apply {pandas_rate:,.0f} rows/s on {baseline_videos:,} videos; "
+          f"({vec_seconds:.2f} s best of 2, first {runs[0]:.2f} s); pandas groupby.apply {pandas_rate:,.0f} rows/s on {baseline_videos:,} videos; "
           f"speedup {vec_rate / pandas_rate:.0f}x")
     print(f"peak traced memory of the vectorised rules {peak / 2**20:.0f} MiB; process peak RSS "
           f"{report['process_peak_rss_mb']:.0f} MiB")
