@@ -77,14 +77,6 @@ class Grouped:
             np.zeros(len(self.count))
         return np.where(self.count > 0, out, np.nan)
 
-    def masked_mean(self, mask: np.ndarray, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(mean of ``values`` over frames where ``mask``, count of such frames) per video."""
-        values = self.scores if values is None else values
-        n = np.bincount(self.groups, weights=mask.astype(np.float64), minlength=len(self.count))
-        total = np.bincount(self.groups, weights=np.where(mask, values, 0.0), minlength=len(self.count))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, total / n, np.nan), n
-
 
 def _mean(g: Grouped, _=None):
     return g.range_mean(np.zeros_like(g.count), g.count)

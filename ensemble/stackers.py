@@ -4,8 +4,6 @@ All follow scikit-learn's shape: ``fit(X, y)`` then ``predict_proba(X) -> (n,)``
 """
 from __future__ import annotations
 
-import json
-
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -120,7 +118,3 @@ class LightGBMStack:
 
 def _safe_names(columns: list[str]) -> list[str]:
     return [c.replace("/", "__").replace(":", "_").replace(".", "p") for c in columns]
-
-
-def dumps(obj: dict) -> str:
-    return json.dumps(obj, indent=1)
