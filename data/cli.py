@@ -34,14 +34,3 @@ def not_implemented(stage: str, command: str, issue: int) -> Callable[[argparse.
     def handler(args: argparse.Namespace) -> int:
         raise NotImplementedYet(f"'python -m {stage} {command}' is not implemented yet (issue #{issue})")
     return handler
-
-
-def add_pending_commands(parser: argparse.ArgumentParser, stage: str,
-                         commands: list[tuple[str, str, int]]) -> None:
-    """Sub-commands (name, help text, issue number) that only say they are not implemented yet."""
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command, text, issue in commands:
-        p = sub.add_parser(command, help=f"{text} (not implemented yet)", description=f"{text[0].upper()}{text[1:]}.")
-        p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
-        add_config_flag(p)
-        p.set_defaults(func=not_implemented(stage, command, issue))

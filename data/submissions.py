@@ -24,6 +24,7 @@ class Predictions:
     path: str
     values: pd.Series          # P(FAKE) indexed by canonical video name, duplicates averaged
     duplicates: int            # rows dropped by averaging repeated names
+    repeated: list[str]        # the names that were repeated
 
 
 def split_spec(spec: str) -> tuple[Path, str]:
@@ -34,7 +35,7 @@ def split_spec(spec: str) -> tuple[Path, str]:
     return Path(spec), "label"
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -50,30 +51,73 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: malformed CSV: {str(e).splitlines()[0]}") from None
 
 
-def read_predictions(spec: str, problems: Problems) -> Predictions:
-    """One predictions file: values in [0, 1], one per video (repeated names averaged, with a warning)."""
+def listing(names, limit: int = 5) -> str:
+    """``a, b, c (+N more)``: a few names of a longer list, for one-line errors and warnings."""
+    names = [str(n) for n in names]
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def read_predictions(spec: str, problems: Problems, dedupe: str = "mean",
+                     header: list[str] | None = None) -> Predictions:
+    """One predictions file: values in [0, 1], one per video.
+
+    ``dedupe``: "mean" averages repeated names (with a warning), "error" refuses them. ``header``: the exact
+    columns required (Kaggle's ``["filename", "label"]``), or None for any header holding the two needed.
+    Rows whose filename has a non-video suffix (e.g. ``metadata.json``) are dropped with a warning.
+    """
     path, column = split_spec(spec)
-    table = _read_table(path)
+    table = read_table(path)
+    if header is not None and list(table.columns) != header:
+        raise DataError(f"{path}: header is '{','.join(table.columns)}', expected '{','.join(header)}'")
     for needed in ("filename", column):
         if needed not in table.columns:
             raise DataError(f"{path}: no '{needed}' column (header: {','.join(table.columns)}); "
                             "name the prediction column as PATH:COLUMN")
-    values = pd.to_numeric(table[column].str.strip(), errors="coerce")
-    bad = values.isna() | (values < 0) | (values > 1)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}:{i + 2}: {column} {table[column].iloc[i]!r} is not a probability in [0, 1]")
     raw = table["filename"].str.strip()
     suffix = raw.str.extract(r"(\.[^./\\]+)$", expand=False).str.lower()
-    not_video = suffix.notna() & ~suffix.isin(VIDEO_SUFFIXES)
+    not_video = (suffix.notna() & ~suffix.isin(VIDEO_SUFFIXES)).to_numpy()
     for name in raw[not_video]:
         problems.add(f"rows of {path} that name no video (dropped)", name)
-    values, names = values[~not_video], raw[~not_video].map(video_name)
+    line = pd.Series(np.arange(len(table)) + 2)[~not_video]          # file line numbers, after the header
+    text, names = table[column].str.strip()[~not_video], raw[~not_video].map(video_name)
+    values = pd.to_numeric(text, errors="coerce")
+    empty = text.str.lower().isin(["", "nan", "na", "null", "none"]).to_numpy()
+    for bad, what in ((empty, f"NaN or empty {column}"),
+                      (values.isna().to_numpy() & ~empty, f"non-numeric {column}"),
+                      (((values < 0) | (values > 1)).to_numpy(), f"{column} outside [0, 1]")):
+        if bad.any():
+            where = [f"{n} (line {i}: {v!r})" for n, i, v in zip(names[bad], line[bad], text[bad])]
+            raise DataError(f"{path}: {int(bad.sum())} rows with {what}: {listing(where, 3)}")
     grouped = values.groupby(names.to_numpy(), sort=True).mean()
     duplicates = len(values) - len(grouped)
     if duplicates:
-        problems.add(f"repeated rows averaged in {path}", f"{duplicates} rows")
-    return Predictions(str(path), grouped, duplicates)
+        repeated = names[names.duplicated(keep=False)].unique()
+        if dedupe != "mean":
+            raise DataError(f"{path}: {repeated_message(sorted(repeated), duplicates)}")
+        problems.add(f"repeated rows averaged in {path}", f"{duplicates} rows of {len(repeated)} videos")
+    else:
+        repeated = []
+    return Predictions(str(path), grouped, duplicates, sorted(repeated))
+
+
+def repeated_message(repeated: list[str], extra_rows: int) -> str:
+    return f"{len(repeated)} videos listed more than once ({extra_rows} extra rows): {listing(repeated)}"
+
+
+def name_problems(pred: Predictions, expected: pd.Index | list[str], against: str) -> list[str]:
+    """What keeps a predictions file's videos from being exactly ``expected`` (names from ``against``)."""
+    have, want = set(pred.values.index), set(expected)
+    missing, extra = sorted(want - have), sorted(have - want)
+    return ([f"{len(missing)} videos of {against} missing: {listing(missing)}"] if missing else []) + \
+           ([f"{len(extra)} videos not in {against}: {listing(extra)}"] if extra else [])
+
+
+def check_names(pred: Predictions, expected: pd.Index | list[str], against: str) -> None:
+    """Refuse a predictions file whose videos are not exactly ``expected``, naming them."""
+    problems = name_problems(pred, expected, against)
+    if problems:
+        raise DataError(f"{pred.path}: " + "; ".join(problems))
 
 
 @dataclass

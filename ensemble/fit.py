@@ -6,8 +6,9 @@ method's calibrator (clipping, Platt, isotonic) is chosen by cross-fitting on th
 models are refit on the whole blend split and applied to ``test`` and unlabelled videos. Videos without a single
 frame get the blend split's FAKE share (the prior).
 
-Writes ``data/predictions/<NAME>/videos.parquet`` (one row per video: ``video, split, label`` and one column per
-method; blend rows hold OOF predictions) and ``fit.json`` (each method's OOF log-loss and calibrator), and the
+Writes ``data/predictions/<NAME>/videos.parquet`` (one row per video: ``video, split, label, fold, family,
+n_frames``, ``manipulation`` when the metadata has a ``method`` column, then one ``<a>/<b>`` column per method;
+blend rows hold OOF predictions) and ``fit.json`` (each method's OOF log-loss and calibrator), and the
 models to ``models/<NAME>/ensemble/`` as JSON and LightGBM text.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from data.atomic import atomic_dir, write_json, write_text
-from data.config import positive_int, section
+from data.config import choice, positive_int, section
 from data.errors import DataError
 
 from .calibration import Calibrator, choose
@@ -29,7 +30,9 @@ from .rules import Rule
 from .stackers import LightGBMStack, LogisticStack, WeightedBlend
 from .video_features import backbone_features
 
-META = ["video", "split", "label", "fold"]
+META = ["video", "split", "label", "fold", "family", "n_frames"]
+SCORE_FEATURES = ("std", "temporal_mean", "temporal_max")   # with the rule outputs: the "scores" feature set
+MANIPULATION = "method"          # optional metadata column (e.g. DFDC-like fake methods), passed on as "manipulation"
 
 
 def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
@@ -85,7 +88,7 @@ def fit_predict(method, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, blend
         else:
             model = method().fit(Xb[train], yb[train])
         oof[held] = model.predict_proba(Xb[held])
-    final = method().fit(Xb, yb, rounds=int(np.median(rounds))) if lgb_inner else method().fit(Xb, yb)
+    final = method().fit(Xb, yb, rounds=max(1, int(np.median(rounds)))) if lgb_inner else method().fit(Xb, yb)
     return oof, final.predict_proba(X), final
 
 
@@ -110,15 +113,28 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     rule_cols = [f"{b}/{r.label}" for b in backbones for r in rules]
     P = X[rule_cols].fillna(prior).clip(0, 1)
     out = videos[META].copy()
+    if MANIPULATION in videos:
+        out["manipulation"] = videos[MANIPULATION].to_numpy()
+    n_meta = len(out.columns)
     for col in rule_cols:
         out[col] = P[col].to_numpy()
     out["blend/mean"] = P[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
 
     lgb_params = dict(config["ensemble"]["lightgbm"])
+    where = {**lgb_params, "_source": f"{t['_source']}.lightgbm"}
+    boost_from = choice(where, "boost_from", ("logistic", "weighted", "none"))
+    lgb_columns = list(X.columns) if choice(where, "features", ("scores", "all")) == "all" else \
+        [c for c in X.columns if c in rule_cols or c.split("/", 1)[1] in SCORE_FEATURES]
+    monotone = bool(lgb_params.pop("monotone"))
+    for key in ("boost_from", "features"):
+        del lgb_params[key]
+    X[rule_cols] = P
+    stack_args = dict(base_columns=None if boost_from == "none" else rule_cols, base=boost_from,
+                      base_c=float(t["logistic_c"]), monotone=monotone)
     methods = {
         "blend/weighted": (lambda: WeightedBlend(rule_cols), P, False),
         "stack/logistic": (lambda: LogisticStack(rule_cols, float(t["logistic_c"])), P, False),
-        "stack/lightgbm": (lambda: LightGBMStack(list(X.columns), lgb_params, seed), X, True),
+        "stack/lightgbm": (lambda: LightGBMStack(lgb_columns, lgb_params, seed, **stack_args), X, True),
     }
     report, saved = {"prior": prior, "methods": {}}, {}
     clip_eps = [float(e) for e in t["clip_eps"]]
@@ -138,7 +154,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     out["blend/mean"] = mean_pred
     report["methods"]["blend/mean"] = {"calibrators": cal_scores, "calibrator": calibrator.name,
                                        "oof_log_loss": log_loss(y[blend], oof_cal)}
-    for col in out.columns[len(META):]:
+    for col in out.columns[n_meta:]:
         out.loc[~has_frames, col] = prior
     report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
 
@@ -147,7 +163,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
             stem = name.replace("/", "_")
             if isinstance(model, LightGBMStack):
                 write_text(tmp / f"{stem}.txt", model.model_text())
-                write_json(tmp / f"{stem}.json", {"columns": model.columns, "calibrator": calibrator.to_json()})
+                write_json(tmp / f"{stem}.json", {**model.to_json(), "calibrator": calibrator.to_json()})
             else:
                 write_json(tmp / f"{stem}.json", {**model.to_json(), "calibrator": calibrator.to_json()})
         write_json(tmp / "ensemble.json", {"rules": [r.label for r in rules], "backbones": backbones,
@@ -163,7 +179,7 @@ def load_stacker(path: Path):
     obj = json.loads(path.with_suffix(".json").read_text())
     calibrator = Calibrator.from_json(obj["calibrator"])
     if path.with_suffix(".txt").exists():
-        return LightGBMStack.from_text(path.with_suffix(".txt").read_text(), obj["columns"]), calibrator
+        return LightGBMStack.from_text(path.with_suffix(".txt").read_text(), obj), calibrator
     if "weights" in obj:
         return WeightedBlend.from_json(obj), calibrator
     return LogisticStack.from_json(obj), calibrator

@@ -77,42 +77,77 @@ class LogisticStack:
 
 
 class LightGBMStack:
-    """LightGBM on all video features. ``fit`` early-stops on ``valid`` when given; otherwise it trains
-    ``n_estimators`` rounds (the refit uses the folds' median best iteration)."""
+    """LightGBM on video features, optionally boosting from a linear base stack.
 
-    def __init__(self, columns: list[str], params: dict, seed: int = 0):
+    ``base_columns``: probability columns (e.g. every ``<backbone>/<rule>``). When given, a linear stack on them
+    (``base``: "logistic" or "weighted") is fitted first and LightGBM starts from its logit (``init_score``), so
+    the trees only model what the linear stack misses; with no useful split the early-stopped booster keeps the
+    base. ``monotone``: P(FAKE) may only rise with each base column. ``fit`` early-stops on ``valid`` when given;
+    otherwise it trains ``rounds`` (default ``n_estimators``).
+    """
+
+    def __init__(self, columns: list[str], params: dict, seed: int = 0, base_columns: list[str] | None = None,
+                 base: str = "logistic", base_c: float = 0.1, monotone: bool = False):
         self.columns, self.params, self.seed = list(columns), dict(params), seed
+        self.base_columns, self.base_kind, self.base_c = list(base_columns or []), base, base_c
+        self.monotone = monotone
+        self.base: LogisticStack | WeightedBlend | None = None
         self.booster: lgb.Booster | None = None
         self.best_iteration = None
 
     def _lgb_params(self) -> dict:
         p = {k: v for k, v in self.params.items() if k not in ("n_estimators", "early_stopping_rounds")}
+        if self.monotone:
+            p["monotone_constraints"] = [int(c in self.base_columns) for c in self.columns]
         return {"objective": "binary", "verbosity": -1, "seed": self.seed, "deterministic": True,
                 "num_threads": 1, "force_row_wise": True, **p}
 
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.columns].to_numpy(np.float64)
+
+    def _init(self, X: pd.DataFrame) -> np.ndarray | None:
+        return None if self.base is None else logit(self.base.predict_proba(X))
+
     def fit(self, X: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray] | None = None,
             rounds: int | None = None) -> "LightGBMStack":
-        train = lgb.Dataset(X[self.columns].to_numpy(np.float64), y, feature_name=_safe_names(self.columns),
+        if self.base_columns:
+            self.base = (LogisticStack(self.base_columns, self.base_c) if self.base_kind == "logistic"
+                         else WeightedBlend(self.base_columns)).fit(X, y)
+        train = lgb.Dataset(self._matrix(X), y, init_score=self._init(X), feature_name=_safe_names(self.columns),
                             free_raw_data=False)
         callbacks, sets = [], []
         if valid is not None:
-            sets = [lgb.Dataset(valid[0][self.columns].to_numpy(np.float64), valid[1], reference=train)]
+            sets = [lgb.Dataset(self._matrix(valid[0]), valid[1], init_score=self._init(valid[0]), reference=train)]
             callbacks = [lgb.early_stopping(self.params["early_stopping_rounds"], verbose=False)]
-        self.booster = lgb.train(self._lgb_params(), train, num_boost_round=rounds or self.params["n_estimators"],
+        self.booster = lgb.train(self._lgb_params(), train,
+                                 num_boost_round=self.params["n_estimators"] if rounds is None else rounds,
                                  valid_sets=sets, callbacks=callbacks)
         self.best_iteration = self.booster.best_iteration or self.booster.current_iteration()
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(X[self.columns].to_numpy(np.float64), num_iteration=self.best_iteration)
+        raw = np.zeros(len(X)) if self.best_iteration == 0 else self.booster.predict(
+            self._matrix(X), num_iteration=self.best_iteration, raw_score=True)
+        if self.base is not None:
+            raw = raw + self._init(X)
+        return expit(raw)
 
     def model_text(self) -> str:
         return self.booster.model_to_string(num_iteration=self.best_iteration)
 
+    def to_json(self) -> dict:
+        """Everything but the trees (saved as LightGBM text by ``model_text``)."""
+        return {"columns": self.columns, "best_iteration": self.best_iteration,
+                "base": None if self.base is None else self.base.to_json()}
+
     @classmethod
-    def from_text(cls, text: str, columns: list[str]) -> "LightGBMStack":
-        model = cls(columns, {})
+    def from_text(cls, text: str, obj: dict) -> "LightGBMStack":
+        model = cls(obj["columns"], {})
         model.booster = lgb.Booster(model_str=text)
+        model.best_iteration = obj.get("best_iteration")
+        if obj.get("base"):
+            model.base = (WeightedBlend if "weights" in obj["base"] else LogisticStack).from_json(obj["base"])
+            model.base_columns = model.base.columns
         return model
 
 

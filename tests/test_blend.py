@@ -59,8 +59,9 @@ def test_duplicates_are_averaged_and_missing_videos_need_fill(tmp_path):
 
 
 @pytest.mark.parametrize("body, words", [
-    ("filename,label\nr0.mp4,1.5\n", "a.csv:2: label '1.5' is not a probability"),
-    ("filename,label\nr0.mp4,nan\n", "a.csv:2"),
+    ("filename,label\nr0.mp4,1.5\n", "a.csv: 1 rows with label outside [0, 1]: r0.mp4 (line 2: '1.5')"),
+    ("filename,label\nr0.mp4,nan\n", "a.csv: 1 rows with NaN or empty label: r0.mp4 (line 2"),
+    ("filename,label\nr0.mp4,high\n", "non-numeric label: r0.mp4 (line 2"),
     ("name,label\nr0.mp4,0.5\n", "no 'filename' column"),
 ])
 def test_bad_prediction_files_are_one_line_errors(tmp_path, body, words):

@@ -13,7 +13,7 @@ STAGES = {
     "ensemble": ["fit", "blend", "bench"],
     "evaluate": ["report", "score", "validate", "submission", "predict"],
 }
-PENDING = [("evaluate", c) for c in STAGES["evaluate"]]
+PENDING = [("evaluate", "predict")]
 
 
 @pytest.mark.parametrize("stage", STAGES)

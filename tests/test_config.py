@@ -11,13 +11,13 @@ def test_user_config_overrides_only_its_keys(tmp_path):
     path.write_text("seed = 7\n[sampling]\nframes = 'every'\nevery = 3\n")
     config = load_config(path)
     assert config["seed"] == 7 and SamplingPolicy.from_config(config) == SamplingPolicy("every", 3, 32, "all")
-    assert split_config(config) == ({"train": 0.6, "blend": 0.2, "test": 0.2}, 5)
+    assert split_config(config) == ({"train": 0.5, "blend": 0.3, "test": 0.2}, 5)
 
 
 @pytest.mark.parametrize("text, words", [
     ("[sampling]\nframs = 'all'\n", "unknown config key 'sampling.frams'"),
     ("[sampling]\nframes = 'some'\n", "frames = 'some'"),
-    ("[splits]\ntrain = 0.5\n", "must sum to 1"),
+    ("[splits]\ntrain = 0.6\n", "must sum to 1"),
     ("[splits]\nfolds = 1\n", "folds = 1"),
     ("seed = \n", "invalid TOML"),
 ])

@@ -137,5 +137,19 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
         assert head != b"\x80\x04" and path.suffix in (".json", ".txt")
     model, calibrator = load_stacker(models / "stack_lightgbm")
     assert model.booster.num_trees() > 0 and calibrator.kind in ("clip", "platt", "isotonic")
+    assert model.base is not None           # the default boosts from the convex blend, saved as JSON too
+    # the reloaded stacker reproduces the written test-split predictions from the same video features
+    from ensemble.fit import build_table, load_inputs
+    from ensemble.rules import Rule
+
+    config = load_config()
+    videos, frames = load_inputs(root / "interim", root / "features", BACKBONES)
+    X = build_table(videos, frames, [Rule.parse(r, "rules") for r in config["ensemble"]["rules"]],
+                    config["ensemble"]["pca_components"], config["seed"])
+    prior = json.loads((models / "ensemble.json").read_text())["prior"]
+    X[model.base_columns] = X[model.base_columns].fillna(prior).clip(0, 1)
+    test = ((videos["split"] == "test") & (videos["n_frames"] > 0)).to_numpy()
+    np.testing.assert_allclose(calibrator.transform(model.predict_proba(X[test])),
+                               out.loc[test, "stack/lightgbm"].to_numpy(), rtol=1e-9)
     model, calibrator = load_stacker(models / "stack_logistic")
     assert isinstance(model, LogisticStack) and len(model.coef) == len(model.columns)

@@ -40,7 +40,7 @@ def test_train_sample_families_match_the_reference_count(tmp_path):
     videos = pd.read_parquet(tmp_path / "s/videos.parquet")
     assert videos["family"].nunique() == 244      # as ../shared/dfdc/README.md reports
     share = videos["split"].value_counts(normalize=True)
-    assert abs(share["train"] - 0.6) < 0.05 and abs(share["test"] - 0.2) < 0.05
+    assert abs(share["train"] - 0.5) < 0.05 and abs(share["test"] - 0.2) < 0.05
 
 
 def test_two_official_parts_merge(tmp_path):

@@ -55,8 +55,8 @@ def test_layout_and_metadata_look_like_dfdc(synth_dir):
 
 def test_quirks_at_default_rates():
     plans = make_plan(SynthParams.from_config(load_config()))
-    assert len(plans) == 480 and sum(p.label for p in plans) == 400
-    assert sum(p.missing for p in plans) == 5
+    assert len(plans) == 600 and sum(p.label for p in plans) == 500
+    assert sum(p.missing for p in plans) == 6
     assert 0.05 < np.mean([bool(p.second_face) for p in plans]) < 0.3
     gaps = [np.diff(p.frames).max() for p in plans if len(p.frames) > 1]
     assert max(gaps) > 10 and min(gaps) == 10                 # some frames have no face, most do

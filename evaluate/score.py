@@ -1,0 +1,98 @@
+"""``python -m evaluate score`` and ``validate``: offline checks and scores of Kaggle-format submission files.
+
+``score`` is an offline leaderboard: every file gets the report's metrics against a labels file, with a
+family-grouped bootstrap interval for its log-loss. ``validate`` runs the checks Kaggle runs, against the names
+of a sample submission, without labels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.errors import DataError
+from data.problems import Problems
+from data.submissions import (Predictions, check_names, name_problems, read_labels, read_predictions, read_table,
+                              repeated_message, split_spec)
+
+from .metrics import KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss
+
+KAGGLE_HEADER = ["filename", "label"]
+
+
+def _spec(path: str, column: str | None) -> str:
+    return f"{path}:{column}" if column else path
+
+
+def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: str, n_boot: int,
+                seed: int) -> tuple[dict, Problems]:
+    """Metrics of each file against the labels, keyed by path; every file must cover exactly the labelled videos."""
+    problems = Problems()
+    labels = read_labels(labels_path, problems)
+    y = labels.label.to_numpy(np.float64)
+    groups = labels.family.reindex(labels.label.index).to_numpy()
+    indices = grouped_bootstrap_indices(groups, n_boot, seed)
+    out = {}
+    for path in paths:
+        pred = read_predictions(_spec(path, column), problems, dedupe=dedupe)
+        check_names(pred, labels.label.index, f"the labels ({labels_path})")
+        p = pred.values.reindex(labels.label.index).to_numpy(np.float64)
+        metrics = all_metrics(y, p)
+        metrics["log_loss_ci"] = list(bootstrap_ci(y, p, groups, log_loss, indices=indices))
+        out[str(split_spec(path)[0] if not column else path)] = {"n_videos": len(p), "duplicates_averaged":
+                                                                  pred.duplicates, **metrics}
+    return out, problems
+
+
+def validate(path: str, sample_path: str) -> tuple[Predictions, pd.Index]:
+    """Kaggle's checks: a comma-separated ``filename,label`` header, the sample's names exactly once each and
+    written as in the sample, values in [0, 1] and no NaN. Returns the predictions and the sample's names in order.
+    Problems with the names (repeated, missing, extra) are reported together in one line."""
+    sample = read_sample(sample_path)
+    pred = _read_kaggle(path)
+    problems = ([repeated_message(pred.repeated, pred.duplicates)] if pred.duplicates else []) + \
+        name_problems(pred, sample, f"the sample ({sample_path})")
+    if problems:
+        raise DataError(f"{path}: " + "; ".join(problems))
+    raw = read_table(Path(path))["filename"].str.strip()
+    unlike = raw[~raw.isin(sample)]
+    if len(unlike):
+        raise DataError(f"{path}:{unlike.index[0] + 2}: filename {unlike.iloc[0]!r} is not written as in the sample")
+    return pred, sample
+
+
+def read_sample(path: str) -> pd.Index:
+    """The video names of a sample submission (``filename,label``), in its row order."""
+    pred = _read_kaggle(path)
+    if pred.duplicates:
+        raise DataError(f"{path}: {repeated_message(pred.repeated, pred.duplicates)}")
+    return pd.Index(read_table(Path(path))["filename"].str.strip())
+
+
+def _read_kaggle(path: str) -> Predictions:
+    """A file in Kaggle's format: header exactly ``filename,label``, comma-separated, only video rows."""
+    problems = Problems()
+    pred = read_predictions(path, problems, header=KAGGLE_HEADER)
+    with open(path, encoding="utf-8-sig") as f:
+        if "\t" in f.readline():
+            raise DataError(f"{path}: tab-separated; Kaggle expects a comma-separated 'filename,label' file")
+    dropped = [name for kind, names in problems.as_dict().items() if "name no video" in kind for name in names]
+    if dropped:
+        raise DataError(f"{path}: {len(dropped)} rows name no video: {', '.join(dropped[:5])}")
+    return pred
+
+
+def format_table(results: dict) -> str:
+    """A leaderboard sorted by log-loss: one line per file."""
+    cols = ["log_loss", "balanced_log_loss", "auc", "ap", "eer", "brier", "ece", "accuracy"]
+    width = max([len("file")] + [len(Path(k).name) for k in results]) + 2
+    lines = [f"{'file':<{width}}{'videos':>7}{'log-loss':>10}{'95% CI':>18}"
+             + "".join(f"{c.replace('balanced_log_loss', 'balanced'):>11}" for c in cols[1:])]
+    for path, m in sorted(results.items(), key=lambda kv: kv[1]["log_loss"]):
+        lo, hi = m["log_loss_ci"]
+        lines.append(f"{Path(path).name:<{width}}{m['n_videos']:>7}{m['log_loss']:>10.4f}{f'[{lo:.3f}, {hi:.3f}]':>18}"
+                     + "".join(f"{m[c]:>11.4f}" for c in cols[1:]))
+    lines.append(f"log-loss: natural log, y = 1 for FAKE, predictions clipped to [{KAGGLE_EPS:g}, 1 - {KAGGLE_EPS:g}]; "
+                 "95% CI: family-grouped bootstrap")
+    return "\n".join(lines)

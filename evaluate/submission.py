@@ -1,0 +1,62 @@
+"""``python -m evaluate submission``: a Kaggle ``submission.csv`` (``filename,label``) from one method's predictions.
+
+The rows are the unlabelled videos (e.g. Kaggle's test set prepared as its own dataset), or the test split when
+every video is labelled. The method defaults to the best on the blend split's out-of-fold log-loss (``fit.json``),
+never one chosen on test. Videos without a face already hold the blend split's FAKE share (the prior) in the
+predictions table. The file is validated (names, NaN, range) before it is renamed into place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.atomic import atomic_path
+from data.errors import DataError
+from data.metadata import video_name
+
+from .report import load_predictions
+from .score import read_sample, validate
+
+
+def choose_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    unlabelled = table[table["label"].isna()]
+    if len(unlabelled):
+        return unlabelled, "unlabelled videos"
+    return table[table["split"] == "test"], "test split"
+
+
+def write_submission(config: dict, predictions: Path, out: Path, method: str | None,
+                     sample: str | None) -> tuple[str, int, str]:
+    """Write ``out``; returns (method, rows, which videos)."""
+    table, methods, fit = load_predictions(predictions)
+    method = method or fit.get("best_method")
+    if method not in methods:
+        raise DataError(f"{predictions}/videos.parquet: no method column {method!r} "
+                        f"(have: {', '.join(methods)})")
+    eps = float(config["evaluate"]["submission_eps"])
+    rows, which = choose_rows(table)
+    if sample is not None:
+        names = read_sample(sample)
+        keys = pd.Index(names.map(video_name))
+        missing = keys.difference(table["video"])
+        if len(missing):
+            raise DataError(f"{sample}: {len(missing)} videos of the sample have no prediction in "
+                            f"{predictions}/videos.parquet: {', '.join(missing[:5])}")
+        rows = table.set_index("video").loc[keys].reset_index()
+        filenames, which = names, f"the rows of {Path(sample).name}"
+    else:
+        filenames = rows["video"]
+    values = rows[method].to_numpy(np.float64)
+    if len(values) == 0:
+        raise DataError(f"{predictions}/videos.parquet: no unlabelled or test-split videos to submit")
+    if np.isnan(values).any():
+        bad = rows["video"].to_numpy()[np.isnan(values)]
+        raise DataError(f"{predictions}/videos.parquet: {method} is NaN for {len(bad)} videos: {', '.join(bad[:5])}")
+    sub = pd.DataFrame({"filename": np.asarray(filenames), "label": np.clip(values, eps, 1 - eps)})
+    with atomic_path(out) as tmp:
+        sub.to_csv(tmp, index=False)
+        if sample is not None:
+            validate(str(tmp), sample)
+    return method, len(sub), which
