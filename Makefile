@@ -20,7 +20,7 @@ REPORTS  := reports/$(NAME)
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data features ensemble report submission test bench clean
+.PHONY: all setup data faces features ensemble report submission test bench clean
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -43,6 +43,11 @@ $(REPORTS)/contact_sheet.png: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data sheet --name $(NAME) --out $@
 
 data: $(INTERIM)/videos.parquet $(REPORTS)/contact_sheet.png
+
+# Face crops from raw videos: make faces VIDEOS=<folder of .mp4> NAME=<name> [LABELS=<metadata.json>]
+faces: | $(SETUP)
+	@test -n "$(VIDEOS)" || { echo "usage: make faces VIDEOS=<folder of videos> NAME=<name> [LABELS=metadata.json]"; exit 2; }
+	$(PYTHON) -m data faces --videos $(VIDEOS) --out data/raw/$(NAME) --config $(CONFIG) $(if $(LABELS),--labels $(LABELS))
 
 $(FEATURES)/.done: $(INTERIM)/videos.parquet
 	$(PYTHON) -m extract train --name $(NAME) --config $(CONFIG)

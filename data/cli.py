@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
-from .errors import DataError, NotImplementedYet
+from .errors import DataError
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,3 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def not_implemented(stage: str, command: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    """Handler of a command whose issue has not landed yet: a clear message and exit code 3."""
-    def handler(args: argparse.Namespace) -> int:
-        raise NotImplementedYet(f"'python -m {stage} {command}' is not implemented yet (issue #{issue})")
-    return handler

@@ -5,9 +5,3 @@ class DataError(Exception):
     """Bad input or a missing prerequisite. The CLI prints it as one line and exits non-zero."""
 
     exit_code = 2
-
-
-class NotImplementedYet(DataError):
-    """A pipeline command whose issue has not landed yet."""
-
-    exit_code = 3

@@ -163,8 +163,7 @@ def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[p
             if not crops:
                 problems.add("videos with no readable face crop (kept, n_frames = 0)", video)
         frames = np.unique([c.frame for c in crops]) if crops else np.array([], dtype=int)
-        keep = set(policy.select_frames(frames).tolist())
-        kept = [c for c in crops if c.frame in keep and policy.keep_face(c.face)]
+        kept = policy.sample(crops)
         frame_rows += [(video, c.frame, c.face, _absolute(c.path).relative_to(root).as_posix()) for c in kept]
         faces_per_frame = pd.Series([c.frame for c in crops]).value_counts()
         video_rows.append({

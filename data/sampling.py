@@ -42,3 +42,9 @@ class SamplingPolicy:
 
     def keep_face(self, face: int) -> bool:
         return self.faces == "all" or face == 1
+
+    def sample(self, crops: list) -> list:
+        """The kept crops (objects with ``frame`` and ``face``) of one video, in their order."""
+        frames = np.unique([c.frame for c in crops]) if crops else np.array([], dtype=int)
+        keep = set(self.select_frames(frames).tolist())
+        return [c for c in crops if c.frame in keep and self.keep_face(c.face)]

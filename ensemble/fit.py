@@ -51,25 +51,55 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
     return videos, frames
 
 
-def build_table(videos: pd.DataFrame, frames: dict, rules: list[Rule], pca_components: int, seed: int) -> pd.DataFrame:
-    """All video-level features: ``<backbone>/<feature>`` columns, one row per video (sorted by video)."""
+def build_table(videos: pd.DataFrame, frames: dict, rules: list[Rule], pca_components: int, seed: int
+                ) -> tuple[pd.DataFrame, dict]:
+    """All video-level features: ``<backbone>/<feature>`` columns, one row per video (sorted by video), and
+    each backbone's PCA of the mean embedding (fitted on train-split videos) as ``{"mean", "components"}``."""
     names = videos["video"].tolist()
+    pcas = {}
+    for backbone, (table, emb) in frames.items():
+        if not pca_components:
+            continue
+        feats = backbone_features(table, emb, names, [])
+        train = videos["split"].eq("train").to_numpy() & (feats["n_frames"].to_numpy() > 0)
+        means = mean_embeddings(table, emb, names)
+        k = min(pca_components, int(train.sum()), emb.shape[1])
+        if k > 0:
+            pca = PCA(k, random_state=seed).fit(means[train])
+            pcas[backbone] = {"mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
+    return video_table(names, frames, rules, pcas), pcas
+
+
+def mean_embeddings(table: pd.DataFrame, emb: np.ndarray, names: list[str]) -> np.ndarray:
+    """(n_videos, D) mean embedding per video of ``names``; NaN rows for videos without a frame."""
+    return pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names).to_numpy()
+
+
+def video_table(names: list[str], frames: dict, rules: list[Rule], pcas: dict) -> pd.DataFrame:
+    """The features of ``names`` from each backbone's frame table, with the saved PCA projections."""
     parts = []
     for backbone, (table, emb) in frames.items():
         feats = backbone_features(table, emb, names, rules)
-        if pca_components:
-            train = videos["split"].eq("train").to_numpy() & (feats["n_frames"].to_numpy() > 0)
-            sums = pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names)
-            k = min(pca_components, int(train.sum()), emb.shape[1])
-            if k > 0:
-                pca = PCA(k, random_state=seed).fit(sums.to_numpy()[train])
-                proj = np.full((len(names), k), np.nan)
-                ok = sums.notna().all(axis=1).to_numpy()
-                proj[ok] = pca.transform(sums.to_numpy()[ok])
-                for i in range(k):
-                    feats[f"pca{i}"] = proj[:, i]
+        if backbone in pcas:
+            means = mean_embeddings(table, emb, names)
+            center, components = (np.asarray(pcas[backbone][k], np.float64) for k in ("mean", "components"))
+            proj = np.full((len(names), len(components)), np.nan)
+            ok = ~np.isnan(means).any(axis=1)
+            proj[ok] = (means[ok] - center) @ components.T
+            for i in range(len(components)):
+                feats[f"pca{i}"] = proj[:, i]
         parts.append(feats.add_prefix(f"{backbone}/"))
     return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def rule_columns(backbones: list[str], rules: list[Rule]) -> list[str]:
+    return [f"{b}/{r.label}" for b in backbones for r in rules]
+
+
+def fill_rules(X: pd.DataFrame, rule_cols: list[str], prior: float) -> pd.DataFrame:
+    """Rule outputs as probabilities: a video without a frame gets the prior. Changes ``X`` in place."""
+    X[rule_cols] = X[rule_cols].fillna(prior).clip(0, 1)
+    return X
 
 
 def fit_predict(method, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, blend: np.ndarray, lgb_inner: bool):
@@ -98,7 +128,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     rules = [Rule.parse(r, f"{t['_source']} rules") for r in t["rules"]]
     seed = int(config["seed"])
     videos, frames = load_inputs(interim, features_dir, backbones)
-    X = build_table(videos, frames, rules, positive_int(t, "pca_components", 0), seed)
+    X, pcas = build_table(videos, frames, rules, positive_int(t, "pca_components", 0), seed)
     blend = (videos["split"] == "blend").to_numpy()
     y_all = videos["label"].astype("float64").to_numpy()
     if blend.sum() == 0 or len(np.unique(y_all[blend])) < 2:
@@ -110,8 +140,8 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     for b in backbones:
         has_frames |= X[f"{b}/n_frames"].to_numpy() > 0
 
-    rule_cols = [f"{b}/{r.label}" for b in backbones for r in rules]
-    P = X[rule_cols].fillna(prior).clip(0, 1)
+    rule_cols = rule_columns(backbones, rules)
+    P = fill_rules(X, rule_cols, prior)[rule_cols]
     out = videos[META].copy()
     if MANIPULATION in videos:
         out["manipulation"] = videos[MANIPULATION].to_numpy()
@@ -128,7 +158,6 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     monotone = bool(lgb_params.pop("monotone"))
     for key in ("boost_from", "features"):
         del lgb_params[key]
-    X[rule_cols] = P
     stack_args = dict(base_columns=None if boost_from == "none" else rule_cols, base=boost_from,
                       base_c=float(t["logistic_c"]), monotone=monotone)
     methods = {
@@ -150,6 +179,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     # the plain mean is not learned; its calibrator is still chosen on the blend split
     calibrator, cal_scores, oof_cal = choose(out["blend/mean"].to_numpy()[blend], y[blend], folds[blend], clip_eps)
     mean_pred = calibrator.transform(out["blend/mean"].to_numpy())
+    saved["blend/mean"] = (None, calibrator)
     mean_pred[blend] = oof_cal
     out["blend/mean"] = mean_pred
     report["methods"]["blend/mean"] = {"calibrators": cal_scores, "calibrator": calibrator.name,
@@ -163,11 +193,9 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
             stem = name.replace("/", "_")
             if isinstance(model, LightGBMStack):
                 write_text(tmp / f"{stem}.txt", model.model_text())
-                write_json(tmp / f"{stem}.json", {**model.to_json(), "calibrator": calibrator.to_json()})
-            else:
-                write_json(tmp / f"{stem}.json", {**model.to_json(), "calibrator": calibrator.to_json()})
+            write_json(tmp / f"{stem}.json", {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()})
         write_json(tmp / "ensemble.json", {"rules": [r.label for r in rules], "backbones": backbones,
-                                           "prior": prior, "pca_components": t["pca_components"]})
+                                           "prior": prior, "pca": pcas, "best_method": report["best_method"]})
     with atomic_dir(out_dir) as tmp:
         out.to_parquet(tmp / "videos.parquet", index=False)
         write_json(tmp / "fit.json", report)
@@ -175,11 +203,56 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
 
 
 def load_stacker(path: Path):
-    """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution."""
+    """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution.
+    The plain mean (``blend_mean``) has only a calibrator: the model is None."""
     obj = json.loads(path.with_suffix(".json").read_text())
     calibrator = Calibrator.from_json(obj["calibrator"])
     if path.with_suffix(".txt").exists():
         return LightGBMStack.from_text(path.with_suffix(".txt").read_text(), obj), calibrator
     if "weights" in obj:
         return WeightedBlend.from_json(obj), calibrator
-    return LogisticStack.from_json(obj), calibrator
+    if "coef" in obj:
+        return LogisticStack.from_json(obj), calibrator
+    return None, calibrator
+
+
+class SavedEnsemble:
+    """The combiners ``ensemble fit`` saved in ``models/<NAME>/ensemble/``, applied to new videos' features."""
+
+    def __init__(self, folder: Path):
+        path = folder / "ensemble.json"
+        if not path.exists():
+            raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
+        meta = json.loads(path.read_text())
+        self.folder, self.backbones, self.prior = folder, meta["backbones"], float(meta["prior"])
+        self.rules = [Rule.parse(r, str(path)) for r in meta["rules"]]
+        self.pcas, self.best_method = meta["pca"], meta["best_method"]
+
+    def methods(self) -> list[str]:
+        saved = [p.stem.replace("_", "/", 1) for p in sorted(self.folder.glob("*.json")) if p.stem != "ensemble"]
+        return rule_columns(self.backbones, self.rules) + saved
+
+    def predict(self, names: list[str], frames: dict, method: str) -> np.ndarray:
+        """P(FAKE) of each video of ``names`` by ``method``; ``frames``: {backbone: (frame table, embeddings)}."""
+        if method not in self.methods():
+            raise DataError(f"{self.folder}: no method {method!r} (have: {', '.join(self.methods())})")
+        rule_cols = rule_columns(self.backbones, self.rules)
+        mine = {}
+        for b in self.backbones:
+            if b not in frames:
+                raise DataError(f"{self.folder}: the ensemble needs frame scores of backbone {b!r}")
+            table, emb = frames[b]
+            keep = table["video"].isin(names).to_numpy()
+            mine[b] = (table[keep].reset_index(drop=True), emb[keep])
+        X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
+        has_frames = np.zeros(len(names), bool)
+        for b in self.backbones:
+            has_frames |= X[f"{b}/n_frames"].to_numpy() > 0
+        if method in rule_cols:
+            pred = X[method].to_numpy(np.float64)
+        else:
+            model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
+            raw = X[[f"{b}/mean" for b in self.backbones]].mean(axis=1).to_numpy() if model is None \
+                else model.predict_proba(X)
+            pred = calibrator.transform(raw)
+        return np.where(has_frames, pred, self.prior)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data.cli import add_config_flag, not_implemented, run
+from data.cli import add_config_flag, run
 from data.config import load_config
 from data.prepare import check_name
 
@@ -49,6 +49,32 @@ def cmd_submission(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / name / "submission.csv"
     method, rows, which = write_submission(config, Path(args.predictions) / name, out, args.method, args.sample)
     print(f"wrote {out}: {rows} videos ({which}), method {method}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    config = load_config(args.config)
+    videos, crops, method, problems = predict(args.inputs, config, Path(args.models) / check_name(args.name),
+                                              args.method)
+    problems.warn()
+    if args.json:
+        out = {"method": method, "videos": []}
+        for row in videos.itertuples():
+            item = {"video": row.video, "source": row.source, "n_crops": row.n_crops, "p_fake": float(row.p_fake)}
+            if args.frames:
+                mine = crops[crops["video"] == row.video].drop(columns="video")
+                item["frames"] = json.loads(mine.to_json(orient="records"))
+            out["videos"].append(item)
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"P(FAKE) by {method} (models/{args.name})")
+    for row in videos.itertuples():
+        print(f"{row.p_fake:.4f}  {row.video}  ({row.n_crops} face crops)  {row.source}")
+        if args.frames:
+            mine = crops[crops["video"] == row.video].drop(columns="video")
+            print("\n".join("    " + line for line in mine.to_string(index=False, float_format="%.4f").splitlines()))
     return 0
 
 
@@ -102,11 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flag(p)
     p.set_defaults(func=cmd_submission)
 
-    p = sub.add_parser("predict", help="print the fake probability of videos or face folders (not implemented yet)",
-                       description="Print the fake probability of videos or face folders.")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    p = sub.add_parser("predict", help="print the fake probability of videos or face folders",
+                       description="Detect faces in .mp4 files (or read face folders), score them with the trained "
+                                   "backbones of models/NAME and combine them with its saved ensemble: the "
+                                   "pipeline's probability for each video, in one call.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".mp4 (or other video) files, or face-crop folders")
+    p.add_argument("--name", default="synthetic", help="dataset whose trained models to use (default: synthetic)")
+    p.add_argument("--models", default="models", help="models folder; uses MODELS/NAME (default: models)")
+    p.add_argument("--method", default=None,
+                   help="method to apply (default: the best on the blend split's OOF log-loss at fit time)")
+    p.add_argument("--frames", action="store_true", help="also print every face crop's score per backbone")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_config_flag(p)
-    p.set_defaults(func=not_implemented("evaluate", "predict", 6))
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

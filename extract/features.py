@@ -232,3 +232,27 @@ def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     dim = emb.type.list_size
     flat = emb.values.to_numpy(zero_copy_only=False)
     return table.drop(["embedding"]).to_pandas(), flat.reshape(-1, dim).astype(np.float32)
+
+
+def score_crops(spec: BackboneSpec, model_file: Path, paths: list[str], settings: ExtractSettings
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One backbone over a list of crop files, in memory (no cache): (readable row indices (n,), embeddings
+    (n, D) float32, scores (n,) float32). Unreadable crops are left out with a warning."""
+    if not model_file.exists():
+        raise DataError(f"{model_file}: model not found; run 'make features' for this dataset first")
+    runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
+                    deterministic=True)
+    model = inference_model(load_classifier(model_file), runtime)
+    dim = int(model.outputs[0].shape[-1])
+    parts = []
+    if paths:
+        for _, idx, images in chunked_dataset(np.array(paths), [(0, 0, len(paths))], spec.view,
+                                              get_backbone(spec.name).preprocess, settings.batch_size):
+            emb, score = infer(model, images, runtime)
+            parts.append((idx.numpy(), np.asarray(emb, np.float32), np.asarray(score, np.float32).reshape(-1)))
+    idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    for i in sorted(set(range(len(paths))) - set(idx.tolist())):
+        print(f"warning: unreadable face crop skipped: {paths[i]}", file=sys.stderr)
+    emb = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+    score = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
+    return idx, emb, score

@@ -52,7 +52,7 @@ class ExtractSettings:
         return asdict(self)
 
 
-def _spec(config: dict, name: str) -> BackboneSpec:
+def backbone_spec(config: dict, name: str) -> BackboneSpec:
     get_backbone(name)
     tables = config.get("backbones", {})
     if name not in tables:
@@ -88,7 +88,7 @@ def load_settings(config: dict) -> ExtractSettings:
         class_weight=choice(tr, "class_weight", ("balanced", "none")),
         augment=augment if tr["augment"] else None, cache_mb=positive_int(tr, "cache_mb", 0))
     return ExtractSettings(
-        backbones=tuple(_spec(config, n) for n in names), batch_size=positive_int(t, "batch_size"),
+        backbones=tuple(backbone_spec(config, n) for n in names), batch_size=positive_int(t, "batch_size"),
         chunk_videos=positive_int(t, "chunk_videos"), mixed_precision=choice(t, "mixed_precision", ("auto", "on", "off")),
         intra_op_threads=positive_int(t, "intra_op_threads", 0), inter_op_threads=positive_int(t, "inter_op_threads", 0),
         train=train, seed=int(config["seed"]))

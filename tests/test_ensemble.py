@@ -138,18 +138,17 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
     model, calibrator = load_stacker(models / "stack_lightgbm")
     assert model.booster.num_trees() > 0 and calibrator.kind in ("clip", "platt", "isotonic")
     assert model.base is not None           # the default boosts from the convex blend, saved as JSON too
-    # the reloaded stacker reproduces the written test-split predictions from the same video features
-    from ensemble.fit import build_table, load_inputs
-    from ensemble.rules import Rule
+    # the saved ensemble reproduces the written test-split predictions of every method from the frame features
+    from ensemble.fit import SavedEnsemble, load_inputs
 
-    config = load_config()
     videos, frames = load_inputs(root / "interim", root / "features", BACKBONES)
-    X = build_table(videos, frames, [Rule.parse(r, "rules") for r in config["ensemble"]["rules"]],
-                    config["ensemble"]["pca_components"], config["seed"])
-    prior = json.loads((models / "ensemble.json").read_text())["prior"]
-    X[model.base_columns] = X[model.base_columns].fillna(prior).clip(0, 1)
-    test = ((videos["split"] == "test") & (videos["n_frames"] > 0)).to_numpy()
-    np.testing.assert_allclose(calibrator.transform(model.predict_proba(X[test])),
-                               out.loc[test, "stack/lightgbm"].to_numpy(), rtol=1e-9)
+    test = (videos["split"] == "test").to_numpy()
+    saved = SavedEnsemble(models)
+    assert saved.best_method == json.loads((root / "pred/fit.json").read_text())["best_method"]
+    methods = saved.methods()
+    assert {"stack/lightgbm", "stack/logistic", "blend/weighted", "blend/mean", "cnn_a/max"} <= set(methods)
+    for method in methods:
+        pred = saved.predict(videos.loc[test, "video"].tolist(), frames, method)
+        np.testing.assert_allclose(pred, out.loc[test, method].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=method)
     model, calibrator = load_stacker(models / "stack_logistic")
     assert isinstance(model, LogisticStack) and len(model.coef) == len(model.columns)

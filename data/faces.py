@@ -1,0 +1,263 @@
+"""``python -m data faces``: face crops from raw videos, written in the public DFDC face-crop layout.
+
+Frames are decoded with PyAV and sampled as ``[faces]`` says (every k-th, or N evenly spaced); faces are found
+by MTCNN (the ``mtcnn`` package, TensorFlow, weights bundled in the package: it runs offline) on frames
+downscaled to ``detect_max_side``, in batches; each face is cropped square with a margin from the full-resolution
+frame and resized to ``size``. Output: ``<out>/<video stem>/<frame>.png`` (the largest face) and
+``<frame>_2.png``, ``_3`` … for the others, plus ``<out>/metadata.csv`` (``filename,split,original,label``).
+
+Each video's folder is written under a temporary name and renamed when complete, so a killed run resumes where it
+stopped. An unreadable video gets a warning and no folder; it is still listed, and ``prepare`` keeps it with no
+face (the prior).
+"""
+from __future__ import annotations
+
+import contextlib
+import pickle
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .atomic import atomic_dir, atomic_path
+from .config import choice, fraction, positive_int, section
+from .errors import DataError
+from .metadata import (VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name,
+                       video_stem)
+from .problems import Problems
+
+
+@dataclass(frozen=True)
+class FaceParams:
+    frames: str               # "every" or "linspace"
+    every: int
+    count: int
+    detect_max_side: int
+    min_face_size: int
+    min_confidence: float
+    margin: float
+    size: int
+    max_faces: int
+    batch_size: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FaceParams":
+        t = section(config, "faces")
+        return cls(choice(t, "frames", ("every", "linspace")), positive_int(t, "every"), positive_int(t, "count"),
+                   positive_int(t, "detect_max_side"), positive_int(t, "min_face_size"),
+                   fraction(t, "min_confidence"), float(t["margin"]), positive_int(t, "size"),
+                   positive_int(t, "max_faces"), positive_int(t, "batch_size"))
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+def frame_indices(total: int, params: FaceParams) -> np.ndarray:
+    """Indices of the frames to keep out of ``total``: every k-th, or N evenly spaced (all when fewer)."""
+    if params.frames == "every":
+        return np.arange(0, total, params.every)
+    if total <= params.count:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, params.count).round().astype(np.int64))
+
+
+def read_frames(path: Path, params: FaceParams) -> list[tuple[int, np.ndarray]]:
+    """(frame index, RGB uint8 (H, W, 3)) of the sampled frames. Raises ``av.FFmpegError`` or ``OSError``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+    keep = set(frame_indices(total, params).tolist())
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i in keep:
+                out.append((i, frame.to_ndarray(format="rgb24")))
+    return out
+
+
+# --- detection ------------------------------------------------------------------------------------------
+
+_NUMPY_ONLY = {("joblib.numpy_pickle", "NumpyArrayWrapper"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+def load_weight_arrays(path: Path) -> list[np.ndarray]:
+    """A joblib weights file (a pickle format, as MTCNN ships its weights) read by an unpickler that refuses
+    anything but numpy arrays, so loading it cannot run code."""
+    from joblib import numpy_pickle, numpy_pickle_utils
+
+    class ArraysOnly(numpy_pickle.NumpyUnpickler):
+        def find_class(self, module, cls):
+            if (module, cls) not in _NUMPY_ONLY:
+                raise DataError(f"{path}: refusing {module}.{cls} in a weights file (only numpy arrays load)")
+            return super().find_class(module, cls)
+
+    with open(path, "rb") as f, numpy_pickle_utils._validate_fileobject_and_memmap(f, str(path), None) as (fobj, _):
+        try:
+            arrays = ArraysOnly(str(path), fobj, True).load()
+        except pickle.UnpicklingError as e:
+            raise DataError(f"{path}: not a weights file ({e})") from None
+    if not (isinstance(arrays, list) and all(isinstance(a, np.ndarray) for a in arrays)):
+        raise DataError(f"{path}: not a list of weight arrays")
+    return arrays
+
+
+def _bundled_weights(name: str) -> list[np.ndarray]:
+    return load_weight_arrays(Path(str(resources.files("mtcnn.assets.weights") / name)))
+
+
+class FaceDetector:
+    """MTCNN over batches of same-sized RGB frames; boxes come back in full-resolution pixels."""
+
+    def __init__(self, params: FaceParams):
+        from extract._tensorflow import tf   # quiet TensorFlow start-up
+        from mtcnn import MTCNN
+        from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
+
+        self.params = params
+        device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+        # the stages load their weights through this module-level name: point it at the numpy-only reader
+        with contextlib.ExitStack() as stack:
+            for module in (stage_pnet, stage_rnet, stage_onet):
+                stack.enter_context(_replaced(module, "load_weights", _bundled_weights))
+            self.mtcnn = MTCNN(device=device)
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """For each frame, [(box x, y, w, h in frame pixels, confidence)], largest box first."""
+        p = self.params
+        h, w = frames[0].shape[:2]
+        scale = min(1.0, p.detect_max_side / max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) if scale < 1 else f
+                 for f in frames]
+        out = []
+        for start in range(0, len(small), p.batch_size):
+            batch = small[start:start + p.batch_size]
+            # mtcnn 1.0.0 returns no face at all when given a min_face_size other than its default 20,
+            # so small faces are dropped here instead
+            found = self.mtcnn.detect_faces(batch if len(batch) > 1 else batch[0])
+            found = found if len(batch) > 1 else [found]
+            for faces in found:
+                boxes = [(np.asarray(f["box"], np.float64) / scale, float(f["confidence"])) for f in faces]
+                kept = [(b, c) for b, c in boxes if c >= p.min_confidence and max(b[2], b[3]) >= p.min_face_size]
+                kept.sort(key=lambda bc: -bc[0][2] * bc[0][3])
+                out.append(kept[: p.max_faces])
+        return out
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value):
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def crop_face(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> Image.Image:
+    """A square crop centred on ``box`` (x, y, w, h), side (1 + margin) × the longer box side, zero-padded
+    beyond the frame, resized to ``size`` × ``size``."""
+    x, y, w, h = box
+    side = max(w, h) * (1 + margin)
+    cx, cy = x + w / 2, y + h / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    crop = Image.fromarray(frame).crop((left, top, left + round(side), top + round(side)))
+    return crop.resize((size, size), Image.Resampling.BILINEAR)
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+@dataclass
+class VideoResult:
+    video: str
+    frames: int = 0
+    faces: int = 0
+    error: str | None = None
+
+
+def extract_video(path: Path, folder: Path, detector: FaceDetector, params: FaceParams) -> VideoResult:
+    """Crops of one video into ``folder`` (written whole or not at all)."""
+    import av
+
+    result = VideoResult(video_name(path.name))
+    try:
+        frames = read_frames(path, params)
+    except (av.FFmpegError, OSError, IndexError) as e:      # IndexError: a container without a video stream
+        result.error = f"{type(e).__name__}: {e}".splitlines()[0]
+        return result
+    if not frames:
+        result.error = "no decodable frame"
+        return result
+    boxes = detector.detect([f for _, f in frames])
+    with atomic_dir(folder) as tmp:
+        for (index, frame), faces in zip(frames, boxes):
+            for k, (box, _) in enumerate(faces, 1):
+                name = f"{index}.png" if k == 1 else f"{index}_{k}.png"
+                crop_face(frame, box, params.margin, params.size).save(tmp / name)
+                result.faces += 1
+    result.frames = len(frames)
+    return result
+
+
+def list_videos(videos: Path) -> list[Path]:
+    if not videos.is_dir():
+        raise DataError(f"{videos}: not a folder of videos")
+    found = sorted(p for p in videos.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not found:
+        raise DataError(f"{videos}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+    stems = pd.Series([video_stem(video_name(p.name)) for p in found])
+    if stems.duplicated().any():
+        raise DataError(f"{videos}: two videos share the name {stems[stems.duplicated()].iloc[0]!r}")
+    return found
+
+
+def labels_table(paths: list[Path], labels: Path | None, problems: Problems) -> pd.DataFrame:
+    """``filename,split,original,label`` for every video; labels from a DFDC metadata.json (or a metadata CSV)."""
+    names = [video_name(p.name) for p in paths]
+    table = pd.DataFrame({"filename": names, "split": "", "original": "", "label": ""})
+    if labels is None:
+        return table
+    read = read_metadata_json if labels.suffix.lower() == ".json" else read_metadata_csv
+    entries = merge_entries(read(labels)).entries
+    for i, name in enumerate(names):
+        e = entries.get(name)
+        if e is None:
+            problems.add(f"videos not in {labels.name} (unlabelled)", name)
+            continue
+        table.loc[i, ["split", "original", "label"]] = [e.split or "", e.original or "",
+                                                        "" if e.label is None else ("FAKE" if e.label else "REAL")]
+    return table
+
+
+def extract_faces(videos: Path, out: Path, params: FaceParams, labels: Path | None = None,
+                  progress: bool = True) -> tuple[list[VideoResult], Problems]:
+    """Every video of ``videos`` into ``out``; skips videos whose folder is already complete."""
+    from tqdm import tqdm
+
+    paths = list_videos(videos)
+    problems = Problems()
+    table = labels_table(paths, labels, problems)
+    out.mkdir(parents=True, exist_ok=True)
+    detector = None
+    results = []
+    for path in tqdm(paths, desc="faces", unit="video", disable=not progress):
+        folder = out / video_stem(video_name(path.name))
+        if folder.is_dir():
+            results.append(VideoResult(video_name(path.name), -1, len(list(folder.glob("*.png")))))
+            continue
+        detector = detector or FaceDetector(params)
+        result = extract_video(path, folder, detector, params)
+        if result.error:
+            problems.add("unreadable videos (listed with no faces)", f"{path.name} ({result.error})")
+        elif result.faces == 0:
+            problems.add("videos where no face was found", path.name)
+        results.append(result)
+    with atomic_path(out / "metadata.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    return results, problems

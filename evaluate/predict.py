@@ -1,0 +1,98 @@
+"""``python -m evaluate predict``: the fake probability of new videos or face folders, in one call.
+
+Each input is an ``.mp4`` (faces are detected and cropped as ``python -m data faces`` does, into a temporary
+folder) or a face folder in the DFDC layout. Crops are verified and sampled as ``prepare`` does, scored by every
+trained backbone of ``models/<NAME>/``, and combined by the ensemble saved in ``models/<NAME>/ensemble/``: the same
+steps, code and models as the pipeline, so a video gets the probability the pipeline gives it.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.config import choice, section
+from data.errors import DataError
+from data.layout import scan_folders
+from data.metadata import VIDEO_SUFFIXES, video_name
+from data.problems import Problems
+from data.sampling import SamplingPolicy
+
+
+@dataclass
+class VideoInput:
+    video: str                 # canonical name, e.g. abcdefghij.mp4
+    source: str                # the path given
+    crops: list = field(default_factory=list)
+
+
+def _collect(inputs: list[str], config: dict, workdir: Path, problems: Problems) -> list[VideoInput]:
+    from data.faces import FaceDetector, FaceParams, extract_video
+
+    params, detector, videos = FaceParams.from_config(config), None, []
+    for given in inputs:
+        path = Path(given)
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            detector = detector or FaceDetector(params)
+            folder = workdir / f"{len(videos):05d}"
+            result = extract_video(path, folder, detector, params)
+            if result.error:
+                problems.add("unreadable videos (given the prior)", f"{path} ({result.error})")
+                folder.mkdir(parents=True, exist_ok=True)
+        elif path.is_dir():
+            folder = path
+        else:
+            raise DataError(f"{path}: not a video file ({', '.join(VIDEO_SUFFIXES)}) or a face folder")
+        videos.append(VideoInput(video_name(path.name), given, []))
+        videos[-1].crops = folder                    # resolved below, all folders verified together
+    names = [v.video for v in videos]
+    if len(set(names)) != len(names):
+        dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
+        raise DataError(f"two inputs are the same video: {dup}")
+    verify = choice(section(config, "prepare"), "verify_images", ("decode", "header", "none"))
+    scanned = scan_folders({str(i): v.crops for i, v in enumerate(videos)}, verify, workers=2)
+    policy = SamplingPolicy.from_config(config)
+    for i, v in enumerate(videos):
+        for p in scanned[str(i)].unreadable:
+            problems.add("unreadable face crops (skipped)", str(p))
+        v.crops = policy.sample(scanned[str(i)].crops)
+        if not v.crops:
+            problems.add("videos without a face crop (given the prior)", v.source)
+    return videos
+
+
+def predict(inputs: list[str], config: dict, models: Path, method: str | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, str, Problems]:
+    """(one row per input: ``video, source, n_crops, p_fake``; one row per crop: ``video, frame, face`` and
+    each backbone's score; the method used; problems)."""
+    from ensemble.fit import SavedEnsemble
+    from extract.features import score_crops
+    from extract.settings import backbone_spec, load_settings
+
+    saved = SavedEnsemble(models / "ensemble")
+    method = method or saved.best_method
+    if method not in saved.methods():
+        raise DataError(f"{models}/ensemble: no method {method!r} (have: {', '.join(saved.methods())})")
+    settings = load_settings(config)
+    problems = Problems()
+    with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+        videos = _collect(inputs, config, Path(tmp), problems)
+        rows = pd.DataFrame([(v.video, c.frame, c.face, str(c.path)) for v in videos for c in v.crops],
+                            columns=["video", "frame", "face", "path"])
+        frames, per_crop = {}, rows[["video", "frame", "face"]].copy()
+        for backbone in saved.backbones:
+            idx, emb, score = score_crops(backbone_spec(config, backbone), models / f"{backbone}.keras",
+                                          rows["path"].tolist(), settings)
+            table = rows.iloc[idx][["video", "frame", "face"]].reset_index(drop=True)
+            table["score"] = score
+            frames[backbone] = (table, emb)
+            per_crop[backbone] = np.nan
+            per_crop.loc[per_crop.index[idx], backbone] = score
+    names = [v.video for v in videos]
+    p = saved.predict(names, frames, method)
+    out = pd.DataFrame({"video": names, "source": [v.source for v in videos],
+                        "n_crops": [len(v.crops) for v in videos], "p_fake": p})
+    return out, per_crop, method, problems

@@ -1,0 +1,184 @@
+"""From raw videos: `data faces` (PyAV + MTCNN) on small .mp4 files made here from a real photo, and
+`evaluate predict` against the whole pipeline run on the same videos."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, run_cli
+from data.demo_video import render_frames, write_video
+
+TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"
+FACES = """
+[faces]
+frames = "linspace"
+count = 6
+min_face_size = 30
+"""
+
+
+def tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three clips (one with two frames where the face is out of view), a corrupt file, and labels."""
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "clips/aaaaaaaaaa.mp4", render_frames(6, seed=0, hidden=(2, 4)))
+    write_video(root / "clips/bbbbbbbbbb.mp4", render_frames(6, seed=1))
+    write_video(root / "clips/cccccccccc.mp4", render_frames(9, seed=2))
+    (root / "clips/dddddddddd.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    labels = {"aaaaaaaaaa.mp4": {"label": "REAL", "split": "train", "original": None},
+              "bbbbbbbbbb.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"},
+              "dddddddddd.mp4": {"label": "REAL", "split": "train", "original": None}}
+    (root / "metadata.json").write_text(json.dumps(labels))
+    (root / "faces.toml").write_text(FACES)
+    return root
+
+
+def run_faces(videos: Path, out: Path):
+    return run_cli("data", "faces", "--videos", str(videos / "clips"), "--out", str(out),
+                   "--labels", str(videos / "metadata.json"), "--config", str(videos / "faces.toml"))
+
+
+def test_faces_layout_metadata_and_a_corrupt_file(videos, tmp_path):
+    out = tmp_path / "raw"
+    res = run_faces(videos, out)
+    assert res.returncode == 0, res.stderr
+    # the face is found in every sampled frame where it is visible, and only there
+    assert sorted(p.name for p in (out / "aaaaaaaaaa").iterdir()) == ["0.png", "1.png", "3.png", "5.png"]
+    assert sorted(p.name for p in (out / "bbbbbbbbbb").iterdir()) == [f"{i}.png" for i in range(6)]
+    # 9 frames, linspace 6 of them
+    assert sorted(int(p.stem) for p in (out / "cccccccccc").iterdir()) == [0, 2, 3, 5, 6, 8]
+    with Image.open(out / "bbbbbbbbbb/3.png") as im:
+        assert im.size == (160, 160)
+        pixels = np.asarray(im, np.float32)
+    assert pixels.std() > 20                       # a face, not the flat background
+    # the corrupt file: a one-line warning naming it, listed without a folder
+    assert "dddddddddd.mp4" in res.stderr and "unreadable videos" in res.stderr
+    assert not (out / "dddddddddd").exists()
+    meta = pd.read_csv(out / "metadata.csv", keep_default_na=False)
+    assert list(meta.columns) == ["filename", "split", "original", "label"]
+    assert meta.set_index("filename")["label"].to_dict() == {
+        "aaaaaaaaaa.mp4": "REAL", "bbbbbbbbbb.mp4": "FAKE", "cccccccccc.mp4": "", "dddddddddd.mp4": "REAL"}
+    assert meta.set_index("filename").loc["bbbbbbbbbb.mp4", "original"] == "aaaaaaaaaa.mp4"
+    assert "cccccccccc.mp4" in res.stderr            # not in the labels: unlabelled, with a warning
+    # the output is a dataset prepare accepts: the corrupt video is kept with no frame
+    res = run_cli("data", "prepare", "--data", str(out), "--name", "v", "--out", str(tmp_path / "interim"))
+    assert res.returncode == 0, res.stderr
+    table = pd.read_parquet(tmp_path / "interim/v/videos.parquet").set_index("video")
+    assert table.loc["dddddddddd.mp4", "n_frames"] == 0 and table.loc["aaaaaaaaaa.mp4", "n_frames"] == 4
+
+    # resume: a finished folder removed and a half-written one left behind give the identical tree
+    digest = tree_digest(out)
+    shutil.rmtree(out / "bbbbbbbbbb")
+    (out / ".tmp-cccccccccc.junk").mkdir()
+    res = run_faces(videos, out)
+    assert res.returncode == 0, res.stderr
+    shutil.rmtree(out / ".tmp-cccccccccc.junk")
+    assert tree_digest(out) == digest
+
+
+def test_faces_errors_are_one_line(tmp_path):
+    res = run_cli("data", "faces", "--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "not a folder of videos" in res.stderr and res.stderr.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    res = run_cli("data", "faces", "--videos", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "no video files" in res.stderr
+
+
+def test_mtcnn_weights_load_as_plain_arrays_and_nothing_else(tmp_path):
+    import datetime
+
+    import joblib
+
+    from data.errors import DataError
+    from data.faces import _bundled_weights, load_weight_arrays
+
+    arrays = _bundled_weights("pnet.lz4")
+    assert arrays and all(isinstance(a, np.ndarray) for a in arrays)
+    joblib.dump([np.zeros(3), datetime.date(2020, 1, 1)], tmp_path / "evil.lz4")
+    with pytest.raises(DataError, match="refusing datetime.date"):
+        load_weight_arrays(tmp_path / "evil.lz4")
+    joblib.dump([np.ones((2, 2)), np.arange(3)], tmp_path / "ok.lz4")
+    assert [a.shape for a in load_weight_arrays(tmp_path / "ok.lz4")] == [(2, 2), (3,)]
+
+
+# --- predict against the pipeline -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """12 families of clips (a REAL and a tinted FAKE each) through faces, prepare, train, features, fit."""
+    root = tmp_path_factory.mktemp("pipeline")
+    labels = {}
+    for f in range(12):
+        real, fake = f"real{f:02d}xx.mp4", f"fake{f:02d}xx.mp4"
+        write_video(root / "clips" / real, render_frames(5, seed=10 + f))
+        tinted = [np.clip(fr.astype(np.int16) + np.array([40, -20, -20]), 0, 255).astype(np.uint8)
+                  for fr in render_frames(5, seed=10 + f)]
+        write_video(root / "clips" / fake, tinted)
+        labels[real] = {"label": "REAL", "split": "train", "original": None}
+        labels[fake] = {"label": "FAKE", "split": "train", "original": real}
+    (root / "metadata.json").write_text(json.dumps(labels))
+    config = root / "config.toml"
+    config.write_text(TINY.read_text() + FACES.replace("count = 6", "count = 4"))
+    steps = [
+        ("data", "faces", "--videos", str(root / "clips"), "--out", str(root / "raw"),
+         "--labels", str(root / "metadata.json")),
+        ("data", "prepare", "--data", str(root / "raw"), "--name", "v", "--out", str(root / "interim")),
+        ("extract", "train", "--name", "v", "--interim", str(root / "interim"), "--models", str(root / "models")),
+        ("extract", "features", "--name", "v", "--interim", str(root / "interim"), "--models", str(root / "models"),
+         "--out", str(root / "features")),
+        ("ensemble", "fit", "--name", "v", "--interim", str(root / "interim"), "--features", str(root / "features"),
+         "--out", str(root / "predictions"), "--models", str(root / "models")),
+    ]
+    for step in steps:
+        res = run_cli(*step, "--config", str(config), cwd=REPO)
+        assert res.returncode == 0, f"{step[:2]}: {res.stderr[-2000:]}"
+    return root, config
+
+
+def test_predict_gives_the_pipelines_probability(trained):
+    root, config = trained
+    table = pd.read_parquet(root / "predictions/v/videos.parquet")
+    test = table[table["split"] == "test"]
+    fit = json.loads((root / "predictions/v/fit.json").read_text())
+    picks = test["video"].tolist()[:2]
+    inputs = [str(root / "clips" / v) for v in picks] + [str(root / "raw" / picks[0].removesuffix(".mp4"))]
+    res = run_cli("evaluate", "predict", *inputs[:2], "--name", "v", "--models", str(root / "models"),
+                  "--config", str(config), "--json", "--frames")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["method"] == fit["best_method"]
+    for item, video in zip(out["videos"], picks):
+        expected = test.set_index("video").loc[video, fit["best_method"]]
+        assert item["video"] == video and item["p_fake"] == pytest.approx(expected, abs=1e-5)
+        assert len(item["frames"]) == item["n_crops"] == 4 and "smallcnn" in item["frames"][0]
+    # a face folder and another method: the pipeline's value too
+    res = run_cli("evaluate", "predict", inputs[2], "--name", "v", "--models", str(root / "models"),
+                  "--config", str(config), "--method", "smallcnn/max")
+    assert res.returncode == 0, res.stderr
+    value = float(res.stdout.splitlines()[1].split()[0])
+    assert value == pytest.approx(test.set_index("video").loc[picks[0], "smallcnn/max"], abs=1e-4)
+
+
+def test_predict_errors(trained, tmp_path):
+    root, config = trained
+    res = run_cli("evaluate", "predict", str(tmp_path / "missing.txt"), "--name", "v", "--models",
+                  str(root / "models"), "--config", str(config))
+    assert res.returncode == 2 and "not a video file" in res.stderr and res.stderr.count("\n") == 1
+    res = run_cli("evaluate", "predict", str(root / "clips" / "real00xx.mp4"), "--name", "nope", "--models",
+                  str(root / "models"), "--config", str(config))
+    assert res.returncode == 2 and "make ensemble" in res.stderr
