@@ -76,6 +76,7 @@ test: $(SETUP)
 
 bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --config $(CONFIG)
+	$(PYTHON) -m data bench --faces --config $(CONFIG)
 	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
 	$(PYTHON) -m ensemble bench --config $(CONFIG)
 

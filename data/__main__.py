@@ -67,10 +67,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import run_bench
 
-    result = run_bench(load_config(args.config), Path(args.out), videos=args.videos, workers=args.workers)
+    if args.faces:
+        from .bench import run_faces_bench
+
+        out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces.json")
+        result = run_faces_bench(load_config(args.config), out, videos=args.videos or 4, frames=60,
+                                 sizes=[(640, 360), (1920, 1080)])
+    else:
+        out = Path(args.out)
+        result = run_bench(load_config(args.config), out, videos=args.videos or 60, workers=args.workers)
     print(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
+
+
+DATA_BENCH = "reports/bench/data.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,11 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flag(p)
     p.set_defaults(func=cmd_faces)
 
-    p = sub.add_parser("bench", help="measure synth and prepare throughput into reports/bench/data.json",
+    p = sub.add_parser("bench", help="measure synth/prepare (or --faces: decode + detect) throughput",
                        description="Benchmark the dataset stage in one run: synth frames/s with 1 and N workers, "
-                                   "prepare crops/s for each verify_images mode.")
-    p.add_argument("--out", default="reports/bench/data.json", help="JSON output (default: reports/bench/data.json)")
-    p.add_argument("--videos", type=int, default=60, help="synthetic videos to generate (default: 60)")
+                                   "prepare crops/s for each verify_images mode; or with --faces, 'data faces' "
+                                   "decoding and detection frames/s and videos/s.")
+    p.add_argument("--out", default=DATA_BENCH,
+                   help="JSON output (default: reports/bench/data.json, or reports/bench/faces.json with --faces)")
+    p.add_argument("--videos", type=int, default=None,
+                   help="videos to generate (default: 60 synthetic; 4 demo clips of each size with --faces)")
+    p.add_argument("--faces", action="store_true",
+                   help="benchmark 'data faces' instead: decode + MTCNN detect on .mp4 clips at 640x360 and 1080p")
     p.add_argument("--workers", type=int, default=2, help="parallel synth workers to compare with 1 (default: 2)")
     add_config_flag(p)
     p.set_defaults(func=cmd_bench)

@@ -45,3 +45,46 @@ def run_bench(config: dict, out: Path, videos: int, workers: int) -> dict:
         result["prepare"] = modes
     write_json(out, result)
     return result
+
+
+def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: list[tuple[int, int]]) -> dict:
+    """Decode + detect throughput of ``data faces`` on demo clips of each frame size, in one run: videos/s and
+    frames/s, decoding and detection timed apart, and batched detection against one frame per MTCNN call."""
+    from dataclasses import replace
+
+    from .demo_video import render_frames, write_video
+    from .faces import FaceDetector, FaceParams, read_frames
+
+    params = FaceParams.from_config(config)
+    result: dict = {"machine": platform.machine(), "python": platform.python_version(), "videos": videos,
+                    "frames_per_video": frames, "sampling": f"{params.frames} {params.count}",
+                    "detect_max_side": params.detect_max_side, "batch_size": params.batch_size, "sizes": {}}
+    detectors = {b: FaceDetector(replace(params, batch_size=b)) for b in (params.batch_size, 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height in sizes:
+            clips = [write_video(Path(tmp) / f"{width}x{height}_{i}.mp4",
+                                 render_frames(frames, width, height, seed=i)) for i in range(videos)]
+            first = read_frames(clips[0], params)[0][1]
+            for detector in detectors.values():                   # warm-up: graph tracing at this size
+                detector.detect([first] * detector.params.batch_size)
+            row, decoded = {}, []
+            start = time.perf_counter()
+            for clip in clips:
+                decoded.append([f for _, f in read_frames(clip, params)])
+            decode_s = time.perf_counter() - start
+            n_frames = sum(len(d) for d in decoded)
+            for batch, detector in detectors.items():
+                start = time.perf_counter()
+                faces = sum(len(found) for d in decoded for found in detector.detect(d))
+                row[f"detect_batch_{batch}"] = {"seconds": round(time.perf_counter() - start, 3),
+                                                "frames_per_s": round(n_frames / (time.perf_counter() - start), 1),
+                                                "faces": faces}
+            total = decode_s + row[f"detect_batch_{params.batch_size}"]["seconds"]
+            row.update({"frames": n_frames, "decode_s": round(decode_s, 3),
+                        "decode_frames_per_s": round(n_frames / decode_s, 1),
+                        "videos_per_s": round(videos / total, 3), "frames_per_s": round(n_frames / total, 1),
+                        "batched_over_single": round(row[f"detect_batch_{params.batch_size}"]["frames_per_s"]
+                                                     / row["detect_batch_1"]["frames_per_s"], 2)})
+            result["sizes"][f"{width}x{height}"] = row
+    write_json(out, result)
+    return result
