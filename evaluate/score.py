@@ -14,7 +14,7 @@ import pandas as pd
 from data.errors import DataError
 from data.problems import Problems
 from data.submissions import (Predictions, check_names, name_problems, read_labels, read_predictions, read_table,
-                              repeated_message, split_spec)
+                              repeated_message)
 
 from .metrics import KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss
 
@@ -27,7 +27,8 @@ def _spec(path: str, column: str | None) -> str:
 
 def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: str, n_boot: int,
                 seed: int) -> tuple[dict, Problems]:
-    """Metrics of each file against the labels, keyed by path; every file must cover exactly the labelled videos."""
+    """Metrics of each file against the labels, keyed by the path as given (``PATH[:COLUMN]``); every file must
+    cover exactly the labelled videos."""
     problems = Problems()
     labels = read_labels(labels_path, problems)
     y = labels.label.to_numpy(np.float64)
@@ -40,8 +41,7 @@ def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: 
         p = pred.values.reindex(labels.label.index).to_numpy(np.float64)
         metrics = all_metrics(y, p)
         metrics["log_loss_ci"] = list(bootstrap_ci(y, p, groups, log_loss, indices=indices))
-        out[str(split_spec(path)[0] if not column else path)] = {"n_videos": len(p), "duplicates_averaged":
-                                                                  pred.duplicates, **metrics}
+        out[path] = {"n_videos": len(p), "duplicates_averaged": pred.duplicates, **metrics}
     return out, problems
 
 

@@ -31,6 +31,7 @@ class TrainSettings:
     patience: int
     batch_size: int
     learning_rate: float
+    lr_schedule: str
     dropout: float
     class_weight: str
     augment: Augment | None
@@ -84,7 +85,8 @@ def load_settings(config: dict) -> ExtractSettings:
         faces=choice(tr, "faces", ("first", "all")), frames_per_video=positive_int(tr, "frames_per_video", 0),
         val_fold=positive_int(tr, "val_fold", 0), epochs=positive_int(tr, "epochs"),
         patience=positive_int(tr, "patience"), batch_size=positive_int(tr, "batch_size"),
-        learning_rate=float(lr), dropout=fraction(tr, "dropout"),
+        learning_rate=float(lr), lr_schedule=choice(tr, "lr_schedule", ("cosine", "constant")),
+        dropout=fraction(tr, "dropout"),
         class_weight=choice(tr, "class_weight", ("balanced", "none")),
         augment=augment if tr["augment"] else None, cache_mb=positive_int(tr, "cache_mb", 0))
     return ExtractSettings(

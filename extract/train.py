@@ -121,6 +121,15 @@ def _run_key(spec: BackboneSpec, settings: ExtractSettings, fingerprint: str) ->
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def learning_rate(train: TrainSettings, n_crops: int):
+    """Adam's learning rate: constant, or a cosine decay to zero over all ``epochs`` (steps counted from the
+    number of training crops), which settles the weights instead of ending on a noisy high-rate step."""
+    if train.lr_schedule == "constant":
+        return train.learning_rate
+    steps = max(1, -(-n_crops // train.batch_size)) * train.epochs
+    return keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=steps)
+
+
 def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFrame, val: pd.DataFrame,
                    root: Path, models_dir: Path, config: dict) -> dict:
     """Train one backbone with per-epoch checkpoints; returns its model card."""
@@ -151,7 +160,7 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
             print(f"{spec.name}: resuming after epoch {state['epoch']}")
         else:
             model = build_model(spec.name, spec.input_size, spec.weights, train.dropout)
-            model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss="binary_crossentropy")
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate(train, len(fit))), loss="binary_crossentropy")
 
     paths = lambda rows: np.array([str(root / p) for p in rows["path"]])  # noqa: E731
     fit_paths, val_paths = paths(fit), paths(val)
