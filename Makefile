@@ -20,7 +20,7 @@ REPORTS  := reports/$(NAME)
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data faces features ensemble report submission test bench clean
+.PHONY: all setup data faces features ensemble report submission test bench clean FORCE
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -32,9 +32,12 @@ $(SETUP): requirements.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(EMBEDDED)/metadata.csv: $(CONFIG) | $(SETUP)
+# synth always runs: it regenerates only when the config's [synth] parameters differ from the folder's, and
+# rewrites metadata.csv (so that later stages rebuild) only when its content changes
+$(EMBEDDED)/metadata.csv: FORCE | $(SETUP)
 	$(PYTHON) -m data synth --out $(EMBEDDED) --config $(CONFIG) --overwrite
-	touch $@
+
+FORCE:
 
 $(INTERIM)/videos.parquet: $(DATA_DEPS) $(CONFIG) | $(SETUP)
 	$(PYTHON) -m data prepare --data $(DATA) --name $(NAME) --config $(CONFIG)

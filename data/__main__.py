@@ -19,8 +19,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     plans = synthesize(params, Path(args.out), workers=workers, overwrite=args.overwrite)
     n_frames = sum(len(q.frames) for q in plans if not q.missing)
-    print(f"wrote {len(plans)} videos ({sum(q.label for q in plans)} FAKE), {n_frames} frames at "
-          f"{params.size}x{params.size} to {args.out} in {time.perf_counter() - start:.1f} s")
+    print(f"{args.out}: {len(plans)} videos ({sum(q.label for q in plans)} FAKE), {n_frames} frames at "
+          f"{params.size}x{params.size}, complete ({time.perf_counter() - start:.1f} s)")
     return 0
 
 

@@ -316,5 +316,8 @@ def synthesize(p: SynthParams, out: Path, workers: int = 1, overwrite: bool = Fa
         delayed(render_video)(p, q, out) for q in todo)
     for _ in tqdm(jobs, total=len(todo), desc="synth videos", unit="video", disable=None):
         pass
-    write_text(out / "metadata.csv", metadata_csv(plans))
+    text = metadata_csv(plans)
+    listing = out / "metadata.csv"
+    if not listing.exists() or listing.read_text(encoding="utf-8") != text:   # unchanged: keep its mtime for make
+        write_text(listing, text)
     return plans
