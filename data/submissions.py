@@ -10,7 +10,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import DataError
@@ -36,6 +35,7 @@ def split_spec(spec: str) -> tuple[Path, str]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """A comma- or tab-separated file as strings; the index is the row's position in the file (header = -1)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -45,10 +45,12 @@ def read_table(path: Path) -> pd.DataFrame:
     header = text.splitlines()[0] if text.strip() else ""
     delimiter = "\t" if header.count("\t") > header.count(",") else ","
     try:
-        return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                           quoting=csv.QUOTE_MINIMAL)
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            quoting=csv.QUOTE_MINIMAL, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: malformed CSV: {str(e).splitlines()[0]}") from None
+    # blank lines are dropped, but the index keeps each row's place: line number = index + 2
+    return table[~(table == "").all(axis=1)]
 
 
 def listing(names, limit: int = 5) -> str:
@@ -59,14 +61,15 @@ def listing(names, limit: int = 5) -> str:
 
 
 def read_predictions(spec: str, problems: Problems, dedupe: str = "mean",
-                     header: list[str] | None = None) -> Predictions:
+                     header: list[str] | None = None, column: str | None = None) -> Predictions:
     """One predictions file: values in [0, 1], one per video.
 
     ``dedupe``: "mean" averages repeated names (with a warning), "error" refuses them. ``header``: the exact
     columns required (Kaggle's ``["filename", "label"]``), or None for any header holding the two needed.
+    ``column``: the prediction column (default: from ``spec`` as ``PATH:COLUMN``, else ``label``).
     Rows whose filename has a non-video suffix (e.g. ``metadata.json``) are dropped with a warning.
     """
-    path, column = split_spec(spec)
+    path, column = (Path(spec), column) if column else split_spec(spec)
     table = read_table(path)
     if header is not None and list(table.columns) != header:
         raise DataError(f"{path}: header is '{','.join(table.columns)}', expected '{','.join(header)}'")
@@ -79,7 +82,7 @@ def read_predictions(spec: str, problems: Problems, dedupe: str = "mean",
     not_video = (suffix.notna() & ~suffix.isin(VIDEO_SUFFIXES)).to_numpy()
     for name in raw[not_video]:
         problems.add(f"rows of {path} that name no video (dropped)", name)
-    line = pd.Series(np.arange(len(table)) + 2)[~not_video]          # file line numbers, after the header
+    line = pd.Series(table.index.to_numpy() + 2)[~not_video]        # file line numbers (header = line 1)
     text, names = table[column].str.strip()[~not_video], raw[~not_video].map(video_name)
     values = pd.to_numeric(text, errors="coerce")
     empty = text.str.lower().isin(["", "nan", "na", "null", "none"]).to_numpy()

@@ -126,6 +126,8 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
             backbones: list[str]) -> pd.DataFrame:
     t = section(config, "ensemble")
     rules = [Rule.parse(r, f"{t['_source']} rules") for r in t["rules"]]
+    if "mean" not in [r.label for r in rules]:
+        raise DataError(f"{t['_source']}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
     seed = int(config["seed"])
     videos, frames = load_inputs(interim, features_dir, backbones)
     X, pcas = build_table(videos, frames, rules, positive_int(t, "pca_components", 0), seed)
@@ -135,6 +137,10 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
         raise DataError(f"{interim}/videos.parquet: the blend split needs labelled FAKE and REAL videos")
     y = np.nan_to_num(y_all).astype(int)
     folds = videos["fold"].to_numpy()
+    if len(np.unique(folds[blend])) < 3:
+        raise DataError(f"{interim}/videos.parquet: the blend split needs at least 3 family-grouped folds "
+                        "(LightGBM early-stops on one fold while another is held out); raise [splits] folds "
+                        "or the blend share")
     prior = float(y_all[blend].mean())
     has_frames = np.zeros(len(videos), bool)
     for b in backbones:
@@ -145,7 +151,6 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     out = videos[META].copy()
     if MANIPULATION in videos:
         out["manipulation"] = videos[MANIPULATION].to_numpy()
-    n_meta = len(out.columns)
     for col in rule_cols:
         out[col] = P[col].to_numpy()
     out["blend/mean"] = P[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
@@ -159,7 +164,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     for key in ("boost_from", "features"):
         del lgb_params[key]
     stack_args = dict(base_columns=None if boost_from == "none" else rule_cols, base=boost_from,
-                      base_c=float(t["logistic_c"]), monotone=monotone)
+                      base_c=float(t["logistic_c"]), monotone_columns=rule_cols if monotone else None)
     methods = {
         "blend/weighted": (lambda: WeightedBlend(rule_cols), P, False),
         "stack/logistic": (lambda: LogisticStack(rule_cols, float(t["logistic_c"])), P, False),
@@ -167,24 +172,27 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     }
     report, saved = {"prior": prior, "methods": {}}, {}
     clip_eps = [float(e) for e in t["clip_eps"]]
-    for name, (make, data, inner) in methods.items():
-        oof, full, model = fit_predict(make, data, y, folds, blend, inner)
+    frameless = ~has_frames[blend]          # blend videos without a face: scored at the prior, as written
+
+    def calibrate(name: str, oof: np.ndarray, full: np.ndarray) -> Calibrator:
+        oof = np.where(frameless, prior, oof)
         calibrator, cal_scores, oof_cal = choose(oof, y[blend], folds[blend], clip_eps)
+        oof_cal[frameless] = prior
         pred = calibrator.transform(full)
         pred[blend] = oof_cal
+        pred[~has_frames] = prior
         out[name] = pred
         report["methods"][name] = {"oof_log_loss_raw": log_loss(y[blend], oof), "calibrators": cal_scores,
                                    "calibrator": calibrator.name, "oof_log_loss": log_loss(y[blend], oof_cal)}
-        saved[name] = (model, calibrator)
+        return calibrator
+
+    for name, (make, data, inner) in methods.items():
+        oof, full, model = fit_predict(make, data, y, folds, blend, inner)
+        saved[name] = (model, calibrate(name, oof, full))
     # the plain mean is not learned; its calibrator is still chosen on the blend split
-    calibrator, cal_scores, oof_cal = choose(out["blend/mean"].to_numpy()[blend], y[blend], folds[blend], clip_eps)
-    mean_pred = calibrator.transform(out["blend/mean"].to_numpy())
-    saved["blend/mean"] = (None, calibrator)
-    mean_pred[blend] = oof_cal
-    out["blend/mean"] = mean_pred
-    report["methods"]["blend/mean"] = {"calibrators": cal_scores, "calibrator": calibrator.name,
-                                       "oof_log_loss": log_loss(y[blend], oof_cal)}
-    for col in out.columns[n_meta:]:
+    mean = out["blend/mean"].to_numpy()
+    saved["blend/mean"] = (None, calibrate("blend/mean", mean[blend], mean))
+    for col in rule_cols:
         out.loc[~has_frames, col] = prior
     report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
 

@@ -82,23 +82,23 @@ class LightGBMStack:
     ``base_columns``: probability columns (e.g. every ``<backbone>/<rule>``). When given, a linear stack on them
     (``base``: "logistic" or "weighted") is fitted first and LightGBM starts from its logit (``init_score``), so
     the trees only model what the linear stack misses; with no useful split the early-stopped booster keeps the
-    base. ``monotone``: P(FAKE) may only rise with each base column. ``fit`` early-stops on ``valid`` when given;
-    otherwise it trains ``rounds`` (default ``n_estimators``).
+    base. ``monotone_columns``: P(FAKE) may only rise with each of these. ``fit`` early-stops on ``valid`` when
+    given; otherwise it trains ``rounds`` (default ``n_estimators``).
     """
 
     def __init__(self, columns: list[str], params: dict, seed: int = 0, base_columns: list[str] | None = None,
-                 base: str = "logistic", base_c: float = 0.1, monotone: bool = False):
+                 base: str = "logistic", base_c: float = 0.1, monotone_columns: list[str] | None = None):
         self.columns, self.params, self.seed = list(columns), dict(params), seed
         self.base_columns, self.base_kind, self.base_c = list(base_columns or []), base, base_c
-        self.monotone = monotone
+        self.monotone_columns = list(monotone_columns or [])
         self.base: LogisticStack | WeightedBlend | None = None
         self.booster: lgb.Booster | None = None
         self.best_iteration = None
 
     def _lgb_params(self) -> dict:
         p = {k: v for k, v in self.params.items() if k not in ("n_estimators", "early_stopping_rounds")}
-        if self.monotone:
-            p["monotone_constraints"] = [int(c in self.base_columns) for c in self.columns]
+        if self.monotone_columns:
+            p["monotone_constraints"] = [int(c in self.monotone_columns) for c in self.columns]
         return {"objective": "binary", "verbosity": -1, "seed": self.seed, "deterministic": True,
                 "num_threads": 1, "force_row_wise": True, **p}
 

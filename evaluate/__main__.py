@@ -22,13 +22,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .score import format_table, score_files
+    from .score import format_table, json_safe, score_files
 
     config = load_config(args.config)
     results, problems = score_files(args.submissions, args.labels, args.column, args.dedupe,
                                     int(config["evaluate"]["bootstrap"]), int(config["seed"]))
     problems.warn()
-    print(json.dumps(results, indent=1) if args.json else format_table(results))
+    print(json.dumps(json_safe(results), indent=1) if args.json else format_table(results))
     return 0
 
 
@@ -69,7 +69,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             out["videos"].append(item)
         print(json.dumps(out, indent=1))
         return 0
-    print(f"P(FAKE) by {method} (models/{args.name})")
+    print(f"P(FAKE) by {method} ({Path(args.models) / args.name})")
     for row in videos.itertuples():
         print(f"{row.p_fake:.4f}  {row.video}  ({row.n_crops} face crops)  {row.source}")
         if args.frames:

@@ -3,7 +3,9 @@
 Each input is an ``.mp4`` (faces are detected and cropped as ``python -m data faces`` does, into a temporary
 folder) or a face folder in the DFDC layout. Crops are verified and sampled as ``prepare`` does, scored by every
 trained backbone of ``models/<NAME>/``, and combined by the ensemble saved in ``models/<NAME>/ensemble/``: the same
-steps, code and models as the pipeline, so a video gets the probability the pipeline gives it.
+steps, code and models as the pipeline, so a test-split or unlabelled video gets the probability the pipeline
+gives it. (Blend-split rows of the predictions table hold out-of-fold values; ``predict`` applies the final models,
+refitted on the whole blend split.)
 """
 from __future__ import annotations
 

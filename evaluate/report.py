@@ -4,7 +4,8 @@ Reads ``data/predictions/<NAME>/videos.parquet`` (``video, split, label, fold, f
 ``manipulation``, then one ``<a>/<b>`` column per method) and ``fit.json`` beside it. Two parts, never mixed:
 the labelled ``test`` split, and the ``blend`` split's out-of-fold predictions. Intervals come from a
 family-grouped bootstrap. Writes ``reports/<NAME>/report.md`` with its figures, ``leaderboard.csv``,
-``metrics.json`` (test) and ``metrics_blend_oof.json`` (blend OOF), in one atomic folder swap of the files.
+``metrics.json`` (test) and ``metrics_blend_oof.json`` (blend OOF); each file is written to a temporary name and
+renamed, ``metrics.json`` last (the Make target), so a killed run is redone by the next ``make report``.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import DataError
+from data.metadata import video_name
 from data.problems import Problems
 from data.submissions import (Predictions, check_names, name_problems, read_labels, read_predictions, read_table,
                               repeated_message)
@@ -21,8 +22,13 @@ from .metrics import KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_in
 KAGGLE_HEADER = ["filename", "label"]
 
 
-def _spec(path: str, column: str | None) -> str:
-    return f"{path}:{column}" if column else path
+def json_safe(obj):
+    """NaN (e.g. AUC on one class) as null, so the output is valid JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
 
 
 def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: str, n_boot: int,
@@ -36,7 +42,7 @@ def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: 
     indices = grouped_bootstrap_indices(groups, n_boot, seed)
     out = {}
     for path in paths:
-        pred = read_predictions(_spec(path, column), problems, dedupe=dedupe)
+        pred = read_predictions(path, problems, dedupe=dedupe, column=column)
         check_names(pred, labels.label.index, f"the labels ({labels_path})")
         p = pred.values.reindex(labels.label.index).to_numpy(np.float64)
         metrics = all_metrics(y, p)
@@ -52,7 +58,7 @@ def validate(path: str, sample_path: str) -> tuple[Predictions, pd.Index]:
     sample = read_sample(sample_path)
     pred = _read_kaggle(path)
     problems = ([repeated_message(pred.repeated, pred.duplicates)] if pred.duplicates else []) + \
-        name_problems(pred, sample, f"the sample ({sample_path})")
+        name_problems(pred, sample.map(video_name), f"the sample ({sample_path})")
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems))
     raw = read_table(Path(path))["filename"].str.strip()

@@ -3,7 +3,8 @@
 The rows are the unlabelled videos (e.g. Kaggle's test set prepared as its own dataset), or the test split when
 every video is labelled. The method defaults to the best on the blend split's out-of-fold log-loss (``fit.json``),
 never one chosen on test. Videos without a face already hold the blend split's FAKE share (the prior) in the
-predictions table. The file is validated (names, NaN, range) before it is renamed into place.
+predictions table. Values are clipped to ``[eps, 1 - eps]`` and NaN is refused; with ``--sample`` the file is also
+validated against the sample (names, order, header) before it is renamed into place.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
     """Write ``out``; returns (method, rows, which videos)."""
     table, methods, fit = load_predictions(predictions)
     method = method or fit.get("best_method")
+    if method is None:
+        raise DataError(f"{predictions}/fit.json: not found or without best_method; run 'make ensemble', "
+                        "or name the method with --method")
     if method not in methods:
         raise DataError(f"{predictions}/videos.parquet: no method column {method!r} "
                         f"(have: {', '.join(methods)})")

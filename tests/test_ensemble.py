@@ -71,6 +71,32 @@ def test_predictions_table_has_every_method_and_the_prior_for_frameless_videos(f
     frameless = out["video"].isin(videos.loc[videos["n_frames"] == 0, "video"])
     assert (out.loc[frameless, "stack/lightgbm"] == report["prior"]).all()
     assert json.loads((root / "pred/fit.json").read_text())["best_method"] in report["methods"]
+    # fit.json scores exactly the blend rows written (frameless ones at the prior), so the choice matches the table
+    blend = out[out["split"] == "blend"]
+    assert (frameless & (out["split"] == "blend")).any()
+    for method, r in report["methods"].items():
+        assert r["oof_log_loss"] == pytest.approx(log_loss(blend["label"].to_numpy(float), blend[method])), method
+
+
+def test_fit_refuses_configs_it_cannot_honour(tmp_path):
+    from data.errors import DataError
+    from ensemble.stackers import LightGBMStack
+
+    make_inputs(tmp_path)
+    config = load_config()
+    config["ensemble"]["rules"] = ["median", "max"]
+    with pytest.raises(DataError, match="rules must include"):
+        run_fit(config, tmp_path / "interim", tmp_path / "features", tmp_path / "p", tmp_path / "m", BACKBONES)
+    videos = pd.read_parquet(tmp_path / "interim/videos.parquet")
+    videos["fold"] = videos["fold"] % 2                       # a blend split with 2 folds: no inner fold left
+    videos.to_parquet(tmp_path / "interim/videos.parquet", index=False)
+    with pytest.raises(DataError, match="at least 3 family-grouped folds"):
+        run_fit(load_config(), tmp_path / "interim", tmp_path / "features", tmp_path / "p", tmp_path / "m",
+                BACKBONES)
+    assert not (tmp_path / "p").exists()
+    # monotone constraints apply to the named columns whether or not the stacker boosts from a base
+    stack = LightGBMStack(["a", "b", "c"], {}, monotone_columns=["a", "c"])
+    assert stack._lgb_params()["monotone_constraints"] == [1, 0, 1]
 
 
 def test_stackers_beat_the_prior_and_single_columns_on_test(fitted):

@@ -72,6 +72,7 @@ def sample(tmp_path):
     ("filename,label\nb.mp4,0.2\na.mp4,0.9\nc.mp4,0.5\nd.mp4,0.5\n", "1 videos not in the sample"),
     ("filename,label\nb.mp4,0.2\na,0.9\nc.mp4,0.5\n", "filename 'a' is not written as in the sample"),
     ("filename,label\nb.mp4,0.2\na.mp4,0.9\nc.mp4,0.5\nmetadata.json,0.5\n", "1 rows name no video: metadata.json"),
+    ("filename,label\nb.mp4,0.2\n\na.mp4,abc\nc.mp4,0.5\n", "non-numeric label: a.mp4 (line 4: 'abc')"),
 ])
 def test_validate_accepts_only_what_kaggle_accepts(tmp_path, sample, body, words):
     sub = write(tmp_path / "submission.csv", body)
@@ -99,6 +100,25 @@ def test_score_errors_and_dedupe(tmp_path):
     short = write(tmp_path / "short.csv", "filename,label\na.mp4,0.9\nb.mp4,0.6\n")
     res = run_cli("evaluate", "score", short, "--labels", labels)
     assert res.returncode == 2 and "3 videos of the labels" in res.stderr and "c.mp4, d.mp4, e.mp4" in res.stderr
+
+
+def test_validate_a_sample_written_without_extensions(tmp_path):
+    sample = write(tmp_path / "sample.csv", "filename,label\nbbb,0\naaa,0\n")
+    sub = write(tmp_path / "sub.csv", "filename,label\naaa,0.3\nbbb,0.6\n")
+    res = run_cli("evaluate", "validate", sub, "--sample", sample)
+    assert res.returncode == 0, res.stderr
+    sub = write(tmp_path / "sub2.csv", "filename,label\naaa.mp4,0.3\nbbb,0.6\n")
+    res = run_cli("evaluate", "validate", sub, "--sample", sample)
+    assert res.returncode == 2 and "'aaa.mp4' is not written as in the sample" in res.stderr
+
+
+def test_score_column_of_a_file_without_extension_and_json_with_undefined_metrics(tmp_path):
+    labels = write(tmp_path / "labels.csv", "filename,label\na.mp4,FAKE\nb.mp4,FAKE\n")   # one class: no AUC
+    preds = write(tmp_path / "preds", "filename,score\na.mp4,0.9\nb.mp4,0.6\n")
+    res = run_cli("evaluate", "score", preds, "--labels", labels, "--column", "score", "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)[preds]                 # valid JSON: NaN written as null
+    assert m["auc"] is None and m["log_loss"] == pytest.approx(sk_log_loss([1, 1], [0.9, 0.6], labels=[0, 1]))
 
 
 # --- report and submission on a predictions table made here ----------------------------------------------
@@ -191,6 +211,9 @@ def test_submission_default_method_test_split_and_sample_order(tmp_path):
     assert res.returncode == 2 and "nope.mp4" in res.stderr and not (tmp_path / "s3.csv").exists()
     res = run_cli(*base, "--method", "stack/none", "--out", str(tmp_path / "s4.csv"))
     assert res.returncode == 2 and "no method column 'stack/none'" in res.stderr
+    (tmp_path / "data/predictions/toy/fit.json").unlink()
+    res = run_cli(*base, "--out", str(tmp_path / "s5.csv"))
+    assert res.returncode == 2 and "--method" in res.stderr and "fit.json" in res.stderr
 
 
 def test_submission_covers_the_unlabelled_videos_when_there_are_some(tmp_path):
