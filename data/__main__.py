@@ -55,7 +55,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
     results, problems = extract_faces(Path(args.videos), Path(args.out), params,
                                       labels=Path(args.labels) if args.labels else None)
     problems.warn()
-    done = [r for r in results if r.frames >= 0]
+    done = [r for r in results if not r.done_before]
     print(f"{len(results)} videos ({len(results) - len(done)} already done): {sum(r.frames for r in done)} frames "
           f"decoded, {sum(r.faces for r in done)} faces saved to {args.out} in {time.perf_counter() - start:.1f} s; "
           f"wrote {args.out}/metadata.csv")

@@ -28,6 +28,7 @@ from .errors import DataError
 from .metadata import (VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name,
                        video_stem)
 from .problems import Problems
+from .sampling import SamplingPolicy
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,13 @@ class FaceParams:
                    fraction(t, "min_confidence"), float(t["margin"]), positive_int(t, "size"),
                    positive_int(t, "max_faces"), positive_int(t, "batch_size"))
 
+    @property
+    def sampling(self) -> SamplingPolicy:
+        """Which video frames to decode: the same every-k / linspace rule ``prepare`` applies to crops."""
+        return SamplingPolicy(frames=self.frames, every=self.every, count=self.count)
+
 
 # --- decoding -------------------------------------------------------------------------------------------
-
-def frame_indices(total: int, params: FaceParams) -> np.ndarray:
-    """Indices of the frames to keep out of ``total``: every k-th, or N evenly spaced (all when fewer)."""
-    if params.frames == "every":
-        return np.arange(0, total, params.every)
-    if total <= params.count:
-        return np.arange(total)
-    return np.unique(np.linspace(0, total - 1, params.count).round().astype(np.int64))
-
 
 def read_frames(path: Path, params: FaceParams) -> list[tuple[int, np.ndarray]]:
     """(frame index, RGB uint8 (H, W, 3)) of the sampled frames. Raises ``av.FFmpegError`` or ``OSError``."""
@@ -70,7 +67,7 @@ def read_frames(path: Path, params: FaceParams) -> list[tuple[int, np.ndarray]]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
-    keep = set(frame_indices(total, params).tolist())
+    keep = set(params.sampling.select_frames(np.arange(total)).tolist())
     out = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -176,9 +173,10 @@ def crop_face(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> I
 @dataclass
 class VideoResult:
     video: str
-    frames: int = 0
-    faces: int = 0
+    frames: int = 0               # frames decoded in this run
+    faces: int = 0                # crops in the video's folder
     error: str | None = None
+    done_before: bool = False     # the folder was complete from an earlier run
 
 
 def extract_video(path: Path, folder: Path, detector: FaceDetector, params: FaceParams) -> VideoResult:
@@ -249,7 +247,8 @@ def extract_faces(videos: Path, out: Path, params: FaceParams, labels: Path | No
     for path in tqdm(paths, desc="faces", unit="video", disable=not progress):
         folder = out / video_stem(video_name(path.name))
         if folder.is_dir():
-            results.append(VideoResult(video_name(path.name), -1, len(list(folder.glob("*.png")))))
+            results.append(VideoResult(video_name(path.name), faces=len(list(folder.glob("*.png"))),
+                                       done_before=True))
             continue
         detector = detector or FaceDetector(params)
         result = extract_video(path, folder, detector, params)

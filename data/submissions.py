@@ -24,6 +24,7 @@ class Predictions:
     values: pd.Series          # P(FAKE) indexed by canonical video name, duplicates averaged
     duplicates: int            # rows dropped by averaging repeated names
     repeated: list[str]        # the names that were repeated
+    filenames: pd.Series       # the video rows' filenames as written, in file order (index: row in the file)
 
 
 def split_spec(spec: str) -> tuple[Path, str]:
@@ -101,7 +102,7 @@ def read_predictions(spec: str, problems: Problems, dedupe: str = "mean",
         problems.add(f"repeated rows averaged in {path}", f"{duplicates} rows of {len(repeated)} videos")
     else:
         repeated = []
-    return Predictions(str(path), grouped, duplicates, sorted(repeated))
+    return Predictions(str(path), grouped, duplicates, sorted(repeated), raw[~not_video])
 
 
 def repeated_message(repeated: list[str], extra_rows: int) -> str:

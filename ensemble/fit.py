@@ -60,9 +60,8 @@ def build_table(videos: pd.DataFrame, frames: dict, rules: list[Rule], pca_compo
     for backbone, (table, emb) in frames.items():
         if not pca_components:
             continue
-        feats = backbone_features(table, emb, names, [])
-        train = videos["split"].eq("train").to_numpy() & (feats["n_frames"].to_numpy() > 0)
         means = mean_embeddings(table, emb, names)
+        train = videos["split"].eq("train").to_numpy() & ~np.isnan(means).any(axis=1)   # with a frame
         k = min(pca_components, int(train.sum()), emb.shape[1])
         if k > 0:
             pca = PCA(k, random_state=seed).fit(means[train])
@@ -94,6 +93,16 @@ def video_table(names: list[str], frames: dict, rules: list[Rule], pcas: dict) -
 
 def rule_columns(backbones: list[str], rules: list[Rule]) -> list[str]:
     return [f"{b}/{r.label}" for b in backbones for r in rules]
+
+
+def has_frames(X: pd.DataFrame, backbones: list[str]) -> np.ndarray:
+    """(n_videos,) bool: the video has at least one scored crop in some backbone."""
+    return np.logical_or.reduce([X[f"{b}/n_frames"].to_numpy() > 0 for b in backbones])
+
+
+def plain_mean(X: pd.DataFrame, backbones: list[str]) -> np.ndarray:
+    """(n_videos,) the uncalibrated ``blend/mean``: each backbone's mean rule, averaged across backbones."""
+    return X[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
 
 
 def fill_rules(X: pd.DataFrame, rule_cols: list[str], prior: float) -> pd.DataFrame:
@@ -142,9 +151,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
                         "(LightGBM early-stops on one fold while another is held out); raise [splits] folds "
                         "or the blend share")
     prior = float(y_all[blend].mean())
-    has_frames = np.zeros(len(videos), bool)
-    for b in backbones:
-        has_frames |= X[f"{b}/n_frames"].to_numpy() > 0
+    seen = has_frames(X, backbones)
 
     rule_cols = rule_columns(backbones, rules)
     P = fill_rules(X, rule_cols, prior)[rule_cols]
@@ -153,7 +160,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
         out["manipulation"] = videos[MANIPULATION].to_numpy()
     for col in rule_cols:
         out[col] = P[col].to_numpy()
-    out["blend/mean"] = P[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
+    out["blend/mean"] = plain_mean(P, backbones)
 
     lgb_params = dict(config["ensemble"]["lightgbm"])
     where = {**lgb_params, "_source": f"{t['_source']}.lightgbm"}
@@ -172,7 +179,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     }
     report, saved = {"prior": prior, "methods": {}}, {}
     clip_eps = [float(e) for e in t["clip_eps"]]
-    frameless = ~has_frames[blend]          # blend videos without a face: scored at the prior, as written
+    frameless = ~seen[blend]          # blend videos without a face: scored at the prior, as written
 
     def calibrate(name: str, oof: np.ndarray, full: np.ndarray) -> Calibrator:
         oof = np.where(frameless, prior, oof)
@@ -180,7 +187,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
         oof_cal[frameless] = prior
         pred = calibrator.transform(full)
         pred[blend] = oof_cal
-        pred[~has_frames] = prior
+        pred[~seen] = prior
         out[name] = pred
         report["methods"][name] = {"oof_log_loss_raw": log_loss(y[blend], oof), "calibrators": cal_scores,
                                    "calibrator": calibrator.name, "oof_log_loss": log_loss(y[blend], oof_cal)}
@@ -192,8 +199,6 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     # the plain mean is not learned; its calibrator is still chosen on the blend split
     mean = out["blend/mean"].to_numpy()
     saved["blend/mean"] = (None, calibrate("blend/mean", mean[blend], mean))
-    for col in rule_cols:
-        out.loc[~has_frames, col] = prior
     report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
 
     with atomic_dir(models_dir) as tmp:
@@ -253,14 +258,9 @@ class SavedEnsemble:
             keep = table["video"].isin(names).to_numpy()
             mine[b] = (table[keep].reset_index(drop=True), emb[keep])
         X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
-        has_frames = np.zeros(len(names), bool)
-        for b in self.backbones:
-            has_frames |= X[f"{b}/n_frames"].to_numpy() > 0
         if method in rule_cols:
             pred = X[method].to_numpy(np.float64)
         else:
             model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
-            raw = X[[f"{b}/mean" for b in self.backbones]].mean(axis=1).to_numpy() if model is None \
-                else model.predict_proba(X)
-            pred = calibrator.transform(raw)
-        return np.where(has_frames, pred, self.prior)
+            pred = calibrator.transform(plain_mean(X, self.backbones) if model is None else model.predict_proba(X))
+        return np.where(has_frames(X, self.backbones), pred, self.prior)

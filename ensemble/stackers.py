@@ -126,8 +126,7 @@ class LightGBMStack:
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = np.zeros(len(X)) if self.best_iteration == 0 else self.booster.predict(
-            self._matrix(X), num_iteration=self.best_iteration, raw_score=True)
+        raw = self.booster.predict(self._matrix(X), num_iteration=self.best_iteration, raw_score=True)
         if self.base is not None:
             raw = raw + self._init(X)
         return expit(raw)

@@ -153,8 +153,8 @@ def specificity(y, p, threshold: float = THRESHOLD) -> float:
     return _ratio(tn, tn + fp)
 
 
-def all_metrics(y, p, eps: float = KAGGLE_EPS) -> dict[str, float]:
-    """Every metric above on y, p: (n,), keyed by METRIC_NAMES, as python floats."""
+def all_metrics(y, p, eps: float = KAGGLE_EPS, bins: int = ECE_BINS) -> dict[str, float]:
+    """Every metric above on y, p: (n,), keyed by METRIC_NAMES, as python floats; ``bins`` for the ECE."""
     y, p = _arrays(y, p)
     out = {
         "log_loss": log_loss(y, p, eps),
@@ -163,7 +163,7 @@ def all_metrics(y, p, eps: float = KAGGLE_EPS) -> dict[str, float]:
         "ap": average_precision(y, p),
         "eer": eer(y, p),
         "brier": brier(y, p),
-        "ece": ece(y, p),
+        "ece": ece(y, p, bins),
         "accuracy": accuracy(y, p),
         "precision": precision(y, p),
         "recall": recall(y, p),

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.config import choice, section
+from data.config import choice, positive_int, section
 from data.errors import DataError
 from data.layout import scan_folders
 from data.metadata import VIDEO_SUFFIXES, video_name
+from data.prepare import VERIFY_MODES
 from data.problems import Problems
 from data.sampling import SamplingPolicy
 
@@ -34,7 +35,7 @@ class VideoInput:
 def _collect(inputs: list[str], config: dict, workdir: Path, problems: Problems) -> list[VideoInput]:
     from data.faces import FaceDetector, FaceParams, extract_video
 
-    params, detector, videos = FaceParams.from_config(config), None, []
+    params, detector, videos, folders = FaceParams.from_config(config), None, [], {}
     for given in inputs:
         path = Path(given)
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
@@ -48,19 +49,19 @@ def _collect(inputs: list[str], config: dict, workdir: Path, problems: Problems)
             folder = path
         else:
             raise DataError(f"{path}: not a video file ({', '.join(VIDEO_SUFFIXES)}) or a face folder")
-        videos.append(VideoInput(video_name(path.name), given, []))
-        videos[-1].crops = folder                    # resolved below, all folders verified together
-    names = [v.video for v in videos]
-    if len(set(names)) != len(names):
-        dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
-        raise DataError(f"two inputs are the same video: {dup}")
-    verify = choice(section(config, "prepare"), "verify_images", ("decode", "header", "none"))
-    scanned = scan_folders({str(i): v.crops for i, v in enumerate(videos)}, verify, workers=2)
+        folders[str(len(videos))] = folder
+        videos.append(VideoInput(video_name(path.name), given))
+    names = pd.Series([v.video for v in videos])
+    if names.duplicated().any():
+        raise DataError(f"two inputs are the same video: {names[names.duplicated()].iloc[0]}")
+    # verified and sampled exactly as `prepare` does
+    prep = section(config, "prepare")
+    scanned = scan_folders(folders, choice(prep, "verify_images", VERIFY_MODES), positive_int(prep, "workers"))
     policy = SamplingPolicy.from_config(config)
-    for i, v in enumerate(videos):
-        for p in scanned[str(i)].unreadable:
+    for key, v in zip(folders, videos):
+        for p in scanned[key].unreadable:
             problems.add("unreadable face crops (skipped)", str(p))
-        v.crops = policy.sample(scanned[str(i)].crops)
+        v.crops = policy.sample(scanned[key].crops)
         if not v.crops:
             problems.add("videos without a face crop (given the prior)", v.source)
     return videos

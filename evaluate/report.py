@@ -20,7 +20,7 @@ from data.config import positive_int
 from data.errors import DataError
 
 from . import figures
-from .metrics import (KAGGLE_EPS, all_metrics, bootstrap_ci, ece, grouped_bootstrap_indices, log_loss,
+from .metrics import (KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss,
                       paired_bootstrap, roc_auc)
 
 PARTS = {"test": "test split", "blend": "blend split, out-of-fold"}
@@ -49,8 +49,7 @@ def leaderboard(part: pd.DataFrame, methods: list[str], n_boot: int, seed: int, 
     rows = []
     for m in methods:
         p = part[m].to_numpy(np.float64)
-        metrics = all_metrics(y, p)
-        metrics["ece"] = ece(y, p, bins)
+        metrics = all_metrics(y, p, bins=bins)
         rows.append({"method": m, **metrics,
                      "log_loss_ci": list(bootstrap_ci(y, p, groups, log_loss, indices=indices)),
                      "auc_ci": list(bootstrap_ci(y, p, groups, roc_auc, indices=indices))})

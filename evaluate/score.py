@@ -14,7 +14,7 @@ import pandas as pd
 from data.errors import DataError
 from data.metadata import video_name
 from data.problems import Problems
-from data.submissions import (Predictions, check_names, name_problems, read_labels, read_predictions, read_table,
+from data.submissions import (Predictions, check_names, listing, name_problems, read_labels, read_predictions,
                               repeated_message)
 
 from .metrics import KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss
@@ -61,8 +61,7 @@ def validate(path: str, sample_path: str) -> tuple[Predictions, pd.Index]:
         name_problems(pred, sample.map(video_name), f"the sample ({sample_path})")
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems))
-    raw = read_table(Path(path))["filename"].str.strip()
-    unlike = raw[~raw.isin(sample)]
+    unlike = pred.filenames[~pred.filenames.isin(sample)]
     if len(unlike):
         raise DataError(f"{path}:{unlike.index[0] + 2}: filename {unlike.iloc[0]!r} is not written as in the sample")
     return pred, sample
@@ -73,7 +72,7 @@ def read_sample(path: str) -> pd.Index:
     pred = _read_kaggle(path)
     if pred.duplicates:
         raise DataError(f"{path}: {repeated_message(pred.repeated, pred.duplicates)}")
-    return pd.Index(read_table(Path(path))["filename"].str.strip())
+    return pd.Index(pred.filenames)
 
 
 def _read_kaggle(path: str) -> Predictions:
@@ -85,7 +84,7 @@ def _read_kaggle(path: str) -> Predictions:
             raise DataError(f"{path}: tab-separated; Kaggle expects a comma-separated 'filename,label' file")
     dropped = [name for kind, names in problems.as_dict().items() if "name no video" in kind for name in names]
     if dropped:
-        raise DataError(f"{path}: {len(dropped)} rows name no video: {', '.join(dropped[:5])}")
+        raise DataError(f"{path}: {len(dropped)} rows name no video: {listing(dropped)}")
     return pred
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from data.atomic import atomic_path
 from data.errors import DataError
 from data.metadata import video_name
+from data.submissions import listing
 
 from .report import load_predictions
 from .score import read_sample, validate
@@ -47,7 +48,7 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
         missing = keys.difference(table["video"])
         if len(missing):
             raise DataError(f"{sample}: {len(missing)} videos of the sample have no prediction in "
-                            f"{predictions}/videos.parquet: {', '.join(missing[:5])}")
+                            f"{predictions}/videos.parquet: {listing(missing)}")
         rows = table.set_index("video").loc[keys].reset_index()
         filenames, which = names, f"the rows of {Path(sample).name}"
     else:
@@ -57,7 +58,7 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
         raise DataError(f"{predictions}/videos.parquet: no unlabelled or test-split videos to submit")
     if np.isnan(values).any():
         bad = rows["video"].to_numpy()[np.isnan(values)]
-        raise DataError(f"{predictions}/videos.parquet: {method} is NaN for {len(bad)} videos: {', '.join(bad[:5])}")
+        raise DataError(f"{predictions}/videos.parquet: {method} is NaN for {len(bad)} videos: {listing(bad)}")
     sub = pd.DataFrame({"filename": np.asarray(filenames), "label": np.clip(values, eps, 1 - eps)})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)

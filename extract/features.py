@@ -173,13 +173,8 @@ def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataF
     def flush(k: int) -> None:
         nonlocal skipped
         start, end = next((s, e) for c, s, e in bounds if c == k)
-        parts = pending.pop(k)
-        idx = np.concatenate([p[0] for p in parts]) if parts else np.array([], np.int64)
-        emb = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
-        score = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
-        for i in sorted(set(range(start, end)) - set(idx.tolist())):
-            print(f"warning: unreadable face crop skipped: {paths[i]}", file=sys.stderr)
-            skipped += 1
+        idx, emb, score = _concat(pending.pop(k), dim)
+        skipped += _warn_unreadable(paths, range(start, end), idx)
         sub = rows.iloc[idx]
         _write(_table(sub["video"].to_numpy(), sub["frame"].to_numpy(), sub["face"].to_numpy(), score, emb, key, dim),
                chunk_dir / f"chunk-{k:05d}.parquet")
@@ -199,6 +194,23 @@ def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataF
     seconds = time.perf_counter() - start_time
     print(f"{spec.name}: {total - skipped} crops in {seconds:.1f} s ({(total - skipped) / max(seconds, 1e-9):.0f} "
           f"frames/s){f', {skipped} unreadable skipped' if skipped else ''}")
+
+
+def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], dim: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batches of (row indices (B,), embeddings (B, D), scores (B,)) joined; empty arrays when there is none."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
+    idx, emb, score = (np.concatenate(column) for column in zip(*parts))
+    return idx, emb, score
+
+
+def _warn_unreadable(paths, rows: range, done: np.ndarray) -> int:
+    """Warn for each row of ``rows`` the decoder skipped (not in ``done``); returns how many."""
+    missing = sorted(set(rows) - set(done.tolist()))
+    for i in missing:
+        print(f"warning: unreadable face crop skipped: {paths[i]}", file=sys.stderr)
+    return len(missing)
 
 
 def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
@@ -250,9 +262,6 @@ def score_crops(spec: BackboneSpec, model_file: Path, paths: list[str], settings
                                               get_backbone(spec.name).preprocess, settings.batch_size):
             emb, score = infer(model, images, runtime)
             parts.append((idx.numpy(), np.asarray(emb, np.float32), np.asarray(score, np.float32).reshape(-1)))
-    idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-    for i in sorted(set(range(len(paths))) - set(idx.tolist())):
-        print(f"warning: unreadable face crop skipped: {paths[i]}", file=sys.stderr)
-    emb = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
-    score = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
+    idx, emb, score = _concat(parts, dim)
+    _warn_unreadable(paths, range(len(paths)), idx)
     return idx, emb, score
