@@ -6,16 +6,18 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import add_config_flag, run
-from .config import load_config, positive_int, section
+from common.cli import add_config_flag, check_name, run
+from common.config import load_config
+
+from .settings import load_settings
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import SynthParams, synthesize
+    from .synth import synthesize
 
-    config = load_config(args.config)
-    params = SynthParams.from_config(config, seed=args.seed, videos=args.videos, frames=args.frames, size=args.size)
-    workers = args.workers or positive_int(section(config, "synth"), "workers")
+    settings = load_settings(load_config(args.config))
+    params = settings.synth.replace(seed=args.seed, videos=args.videos, frames=args.frames, size=args.size)
+    workers = args.workers or settings.synth_workers
     start = time.perf_counter()
     plans = synthesize(params, Path(args.out), workers=workers, overwrite=args.overwrite)
     n_frames = sum(len(q.frames) for q in plans if not q.missing)
@@ -35,8 +37,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_sheet(args: argparse.Namespace) -> int:
     from .sheet import NothingToShow, contact_sheet
 
-    from .prepare import check_name
-
     out = Path(args.out or f"reports/{check_name(args.name)}/contact_sheet.png")
     try:
         contact_sheet(Path(args.interim) / args.name, out, families=args.families)
@@ -48,9 +48,9 @@ def cmd_sheet(args: argparse.Namespace) -> int:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from .faces import FaceParams, extract_faces
+    from .faces import extract_faces
 
-    params = FaceParams.from_config(load_config(args.config))
+    params = load_settings(load_config(args.config)).faces
     start = time.perf_counter()
     results, problems = extract_faces(Path(args.videos), Path(args.out), params,
                                       labels=Path(args.labels) if args.labels else None)

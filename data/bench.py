@@ -11,13 +11,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from .atomic import write_json
-from .prepare import VERIFY_MODES, prepare
-from .synth import SynthParams, synthesize
+from common.atomic import write_json
+
+from .prepare import prepare
+from .settings import VERIFY_MODES, load_settings
+from .synth import synthesize
 
 
 def run_bench(config: dict, out: Path, videos: int, workers: int) -> dict:
-    params = SynthParams.from_config(config, videos=videos)
+    params = load_settings(config).synth.replace(videos=videos)
     result: dict = {"machine": platform.machine(), "python": platform.python_version(),
                     "videos": videos, "frames_max": params.frames, "size": params.size}
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,9 +55,9 @@ def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: li
     from dataclasses import replace
 
     from .demo_video import render_frames, write_video
-    from .faces import FaceDetector, FaceParams, read_frames
+    from .faces import FaceDetector, read_frames
 
-    params = FaceParams.from_config(config)
+    params = load_settings(config).faces
     result: dict = {"machine": platform.machine(), "python": platform.python_version(), "videos": videos,
                     "frames_per_video": frames, "sampling": f"{params.frames} {params.count}",
                     "detect_max_side": params.detect_max_side, "batch_size": params.batch_size, "sizes": {}}

@@ -22,40 +22,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .atomic import atomic_dir, atomic_path
-from .config import choice, fraction, positive_int, section
-from .errors import DataError
+from common.atomic import atomic_dir, atomic_path
+from common.errors import DataError
 from .metadata import (VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name,
                        video_stem)
-from .problems import Problems
-from .sampling import SamplingPolicy
-
-
-@dataclass(frozen=True)
-class FaceParams:
-    frames: str               # "every" or "linspace"
-    every: int
-    count: int
-    detect_max_side: int
-    min_face_size: int
-    min_confidence: float
-    margin: float
-    size: int
-    max_faces: int
-    batch_size: int
-
-    @classmethod
-    def from_config(cls, config: dict) -> "FaceParams":
-        t = section(config, "faces")
-        return cls(choice(t, "frames", ("every", "linspace")), positive_int(t, "every"), positive_int(t, "count"),
-                   positive_int(t, "detect_max_side"), positive_int(t, "min_face_size"),
-                   fraction(t, "min_confidence"), float(t["margin"]), positive_int(t, "size"),
-                   positive_int(t, "max_faces"), positive_int(t, "batch_size"))
-
-    @property
-    def sampling(self) -> SamplingPolicy:
-        """Which video frames to decode: the same every-k / linspace rule ``prepare`` applies to crops."""
-        return SamplingPolicy(frames=self.frames, every=self.every, count=self.count)
+from common.problems import Problems
+from .settings import FaceParams
 
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -112,7 +84,7 @@ class FaceDetector:
     """MTCNN over batches of same-sized RGB frames; boxes come back in full-resolution pixels."""
 
     def __init__(self, params: FaceParams):
-        from extract._tensorflow import tf   # quiet TensorFlow start-up
+        from common.tensorflow_setup import tf   # quiet TensorFlow start-up
         from mtcnn import MTCNN
         from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .metadata import Entry
-from .problems import Problems
+from common.problems import Problems
 
 
 def assign_families(entries: dict[str, Entry], problems: Problems) -> dict[str, str]:

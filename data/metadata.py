@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from common.errors import DataError
 
 REQUIRED_COLUMNS = ("filename", "label")
 KNOWN_COLUMNS = ("filename", "split", "original", "label")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 _LABELS = {"FAKE": 1, "1": 1, "1.0": 1, "TRUE": 1, "REAL": 0, "0": 0, "0.0": 0, "FALSE": 0}
 _MISSING = {"", "NAN", "NONE", "NULL"}
+BOM = "\ufeff"
 
 
 def video_name(name: str) -> str:
@@ -74,11 +75,18 @@ def _extra_name(column: str) -> str | None:
     return f"meta_{column}" if column in COMPUTED_COLUMNS or column.startswith("meta_") else column
 
 
+def _plain_name(value: str | None, column: str, where: str) -> str | None:
+    """A metadata file name must be a plain name: no folder part, not '.' or '..' (it names a face folder)."""
+    if value is not None and ("/" in value or "\\" in value or value.strip(".") == ""):
+        raise DataError(f"{where}: {column} {value!r} is not a plain file name (no folders, not '.' or '..')")
+    return value
+
+
 def _entry(raw: dict, where: str) -> Entry:
-    name = _optional(raw.get("filename"))
+    name = _plain_name(_optional(raw.get("filename")), "filename", where)
     if name is None:
         raise DataError(f"{where}: empty filename")
-    original = _optional(raw.get("original"))
+    original = _plain_name(_optional(raw.get("original")), "original", where)
     extra = {_extra_name(k): _optional(v) for k, v in raw.items() if k not in KNOWN_COLUMNS}
     extra.pop(None, None)
     return Entry(video=video_name(name), label=parse_label(raw.get("label"), where),
@@ -87,7 +95,8 @@ def _entry(raw: dict, where: str) -> Entry:
 
 
 def _header(row: list[str]) -> list[str] | None:
-    names = [c.strip().lower() for c in row]
+    # a byte-order mark inside the file is what `cat` leaves of a second file's own BOM
+    names = [c.replace(BOM, "").strip().lower() for c in row]
     return names if all(c in names for c in REQUIRED_COLUMNS) else None
 
 

@@ -9,26 +9,23 @@ Outputs, in ``<out>/<name>/`` (written whole or not at all):
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_dir, write_json
-from .config import choice, positive_int, section
-from .errors import DataError
+from common.atomic import atomic_dir, write_json
+from common.cli import check_name
+from common.errors import DataError
 from .families import assign_families
 from .layout import face_folders, metadata_files, scan_folders
 from .metadata import Entry, merge_entries, read_metadata, video_name, video_stem
-from .problems import Problems
+from common.problems import Problems
 from .sampling import SamplingPolicy
-from .splits import SPLITS, UNLABELED, assign_splits, check_no_family_leak, split_config
+from .settings import SPLITS, DataSettings, load_settings
+from .splits import UNLABELED, assign_splits, check_no_family_leak
 from .zips import extract_zip
-
-VERIFY_MODES = ("decode", "header", "none")
-
 
 @dataclass
 class Part:
@@ -38,15 +35,7 @@ class Part:
     metadata: list[Path]
 
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PART_SEARCH_DEPTH = 3   # how deep below a DATA folder (or zip) metadata files are looked for
-
-
-def check_name(name: str) -> str:
-    """A dataset name is one plain path component: it names folders that are replaced whole."""
-    if not NAME_PATTERN.match(name):
-        raise DataError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-', not starting with '.'")
-    return name
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -106,40 +95,48 @@ def _dataset_root(parts: list[Part]) -> Path:
     return Path(os.path.commonpath([str(_absolute(p.root)) for p in parts]))
 
 
-def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
-    """The videos and frames tables of ``parts`` (see module docstring), and the dataset root."""
-    prep = section(config, "prepare")
-    verify = choice(prep, "verify_images", VERIFY_MODES)
-    workers = positive_int(prep, "workers")
-    policy = SamplingPolicy.from_config(config)
-    root = _dataset_root(parts)
-
+def _face_folders(parts: list[Part], problems: Problems) -> tuple[dict[str, Path], set[str]]:
+    """Every video folder of every part, keyed by stem (the first one wins), and the stems found in parts
+    without metadata."""
     folders: dict[str, Path] = {}
+    unlisted_parts: set[str] = set()
     for part in parts:
         for stem, path in face_folders(part.root).items():
             if stem in folders:
                 problems.add("video folders found twice (first one used)", str(path))
-            else:
-                folders.setdefault(stem, path)
+                continue
+            folders[stem] = path
+            if not part.metadata:
+                unlisted_parts.add(stem)
+    return folders, unlisted_parts
 
-    has_metadata = any(part.metadata for part in parts)
-    if has_metadata:
-        merged = merge_entries([e for part in parts for f in part.metadata for e in read_metadata(f)])
-        entries = merged.entries
-        if merged.duplicates_dropped:
-            problems.add("identical duplicate metadata rows dropped", f"{merged.duplicates_dropped} rows")
-    else:
-        entries = {video_name(stem): Entry(video_name(stem), None, None, None, str(path))
-                   for stem, path in folders.items()}
-        if entries:
-            problems.add("parts without metadata: all their videos are unlabelled", str(root))
+
+def _entries(parts: list[Part], folders: dict[str, Path], unlisted_parts: set[str], problems: Problems
+             ) -> dict[str, Entry]:
+    """One entry per video: metadata rows, then the folders of parts without metadata as unlabelled videos."""
+    merged = merge_entries([e for part in parts for f in part.metadata for e in read_metadata(f)])
+    entries = merged.entries
+    if merged.duplicates_dropped:
+        problems.add("identical duplicate metadata rows dropped", f"{merged.duplicates_dropped} rows")
+    for video, entry in entries.items():
+        if entry.label is None:
+            problems.add("listed videos without a label (unlabelled)", f"{video} ({entry.source})")
+    for part in parts:
+        if part.metadata:
+            continue
+        mine = [stem for stem in sorted(unlisted_parts) if folders[stem].parent == part.root
+                and video_name(stem) not in entries]
+        for stem in mine:
+            entries[video_name(stem)] = Entry(video_name(stem), None, None, None, str(folders[stem]))
+        if mine:
+            problems.add("parts without metadata: all their videos are unlabelled", str(part.root))
     if not entries:
-        raise DataError(f"{root}: no videos found (no metadata rows and no face folders)")
+        raise DataError(f"{_dataset_root(parts)}: no videos found (no metadata rows and no face folders)")
+    return entries
 
-    if has_metadata:
-        for video, entry in entries.items():
-            if entry.label is None:
-                problems.add("listed videos without a label (unlabelled)", f"{video} ({entry.source})")
+
+def _present_folders(entries: dict[str, Entry], folders: dict[str, Path], problems: Problems) -> dict[str, Path]:
+    """The face folder of each listed video that has one; unlisted folders and folderless videos are problems."""
     listed_stems = {video_stem(v) for v in entries}
     for stem in sorted(set(folders) - listed_stems):
         problems.add("folders on disk that are not listed (skipped)", str(folders[stem]))
@@ -147,10 +144,12 @@ def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[p
     for video in entries:
         if video_stem(video) not in present:
             problems.add("listed videos with no face folder (kept, n_frames = 0)", video)
+    return present
 
-    scanned = scan_folders(present, verify, workers)
-    family = assign_families(entries, problems)
 
+def _rows(entries: dict[str, Entry], scanned: dict, family: dict[str, str], policy: SamplingPolicy, root: Path,
+          problems: Problems) -> tuple[list[dict], list[tuple]]:
+    """One videos-table row per entry and one frames-table row per sampled crop."""
     video_rows, frame_rows = [], []
     for video, entry in entries.items():
         vf = scanned.get(video_stem(video))
@@ -172,13 +171,25 @@ def build_tables(parts: list[Part], config: dict, problems: Problems) -> tuple[p
             "n_crops": len(kept), "folder": _absolute(vf.path).relative_to(root).as_posix() if vf else None,
             "source_split": entry.split, **entry.extra,
         })
+    return video_rows, frame_rows
+
+
+def build_tables(parts: list[Part], settings: DataSettings, problems: Problems
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """The videos and frames tables of ``parts`` (see module docstring), and the dataset root."""
+    root = _dataset_root(parts)
+    folders, unlisted_parts = _face_folders(parts, problems)
+    entries = _entries(parts, folders, unlisted_parts, problems)
+    present = _present_folders(entries, folders, problems)
+    scanned = scan_folders(present, settings.prepare.verify_images, settings.prepare.workers)
+    family = assign_families(entries, problems)
+    video_rows, frame_rows = _rows(entries, scanned, family, settings.sampling, root, problems)
 
     videos = pd.DataFrame(video_rows)
     videos["label"] = videos["label"].astype("Int8")
     for col in ("n_frames", "n_faces_max", "n_crops"):
         videos[col] = videos[col].astype("int32")
-    fractions, folds = split_config(config)
-    videos = assign_splits(videos, fractions, folds, seed=int(config["seed"]))
+    videos = assign_splits(videos, settings.splits.fractions, settings.splits.folds, seed=settings.seed)
     first = ["video", "label", "original", "family", "split", "fold", "n_frames", "n_faces_max", "n_crops"]
     videos = videos[first + [c for c in videos.columns if c not in first]]
     frames_table = pd.DataFrame(frame_rows, columns=["video", "frame", "face", "path"]).astype(
@@ -225,13 +236,13 @@ def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, ra
             strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Problems]:
     """Ingest ``paths`` and write ``out_root/name``; returns the tables and the problems found."""
     check_name(name)
-    prep = section(config, "prepare")
-    problems = Problems(examples=positive_int(prep, "examples"))
+    settings = load_settings(config)
+    problems = Problems(examples=settings.prepare.examples)
     parts = resolve_parts(paths, raw_root / name)
-    videos, frames, root = build_tables(parts, config, problems)
+    videos, frames, root = build_tables(parts, settings, problems)
     if strict and problems:
         raise DataError(f"{len(problems.lines())} kinds of problems found (--strict): " + "; ".join(problems.lines()))
-    policy = SamplingPolicy.from_config(config)
+    policy = settings.sampling
     manifest = {
         "name": name, "root": str(root),
         "sources": [str(_absolute(Path(p))) for p in paths],

@@ -5,8 +5,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import choice, positive_int, section
-
 FRAME_POLICIES = ("all", "every", "linspace")
 FACE_POLICIES = ("first", "all")
 
@@ -24,12 +22,6 @@ class SamplingPolicy:
     every: int = 1
     count: int = 32
     faces: str = "all"
-
-    @classmethod
-    def from_config(cls, config: dict) -> "SamplingPolicy":
-        t = section(config, "sampling")
-        return cls(frames=choice(t, "frames", FRAME_POLICIES), every=positive_int(t, "every"),
-                   count=positive_int(t, "count"), faces=choice(t, "faces", FACE_POLICIES))
 
     def select_frames(self, frames: np.ndarray) -> np.ndarray:
         """Sampled frame numbers from the sorted unique available ones, shape (n,) -> (m,), m <= n."""

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .atomic import atomic_path
-from .errors import DataError
+from common.atomic import atomic_path
+from common.errors import DataError
 from .tables import load_tables
 
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import fraction, positive_int, section
-from .errors import DataError
+from common.errors import DataError
 
-SPLITS = ("train", "blend", "test")
+from .settings import SPLITS
+
 UNLABELED = "unlabeled"
-
-
-def split_fractions(config: dict) -> dict[str, float]:
-    t = section(config, "splits")
-    fractions = {s: fraction(t, s) for s in SPLITS}
-    if abs(sum(fractions.values()) - 1) > 1e-6:
-        raise DataError(f"{t['_source']}: train + blend + test must sum to 1, got {sum(fractions.values()):g}")
-    return fractions
 
 
 def grouped_assign(groups: np.ndarray, labels: np.ndarray, fractions: np.ndarray,
@@ -87,8 +79,3 @@ def check_no_family_leak(videos: pd.DataFrame) -> None:
         where = ", ".join(f"{v}:{s}/{f}" for v, s, f in rows[["video", "split", "fold"]].itertuples(index=False))
         raise DataError(f"family leak: {len(leaks)} families cross a split or fold boundary, e.g. {family} "
                         f"({where})")
-
-
-def split_config(config: dict) -> tuple[dict[str, float], int]:
-    t = section(config, "splits")
-    return split_fractions(config), positive_int(t, "folds", minimum=2)

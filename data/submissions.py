@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
+from common.errors import DataError
+from common.paths import input_file
 from .families import assign_families
 from .metadata import VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name
-from .problems import Problems
+from common.problems import Problems
 
 
 @dataclass
@@ -38,9 +39,7 @@ def split_spec(spec: str) -> tuple[Path, str]:
 def read_table(path: Path) -> pd.DataFrame:
     """A comma- or tab-separated file as strings; the index is the row's position in the file (header = -1)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        text = input_file(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     header = text.splitlines()[0] if text.strip() else ""
@@ -132,9 +131,7 @@ class Labels:
 
 def read_labels(path: str | Path, problems: Problems) -> Labels:
     """A DFDC ``metadata.json`` or a CSV ``filename,label[,original]`` (label 0/1 or REAL/FAKE)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: labels file not found")
+    path = input_file(path, "labels file")
     entries = read_metadata_json(path) if path.suffix.lower() == ".json" else read_metadata_csv(path)
     merged = merge_entries(entries).entries
     labelled = {v: e for v, e in merged.items() if e.label is not None}

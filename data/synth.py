@@ -30,12 +30,11 @@ from joblib import Parallel, delayed
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import write_json, write_text
-from .config import fraction, number_range, positive_int, section
-from .errors import DataError
+from common.atomic import write_json, write_text
+from common.errors import DataError
 from .render import Identity, Pose, inner_mask, render
+from .settings import METHODS, SynthParams
 
-METHODS = ("lowres", "color", "seam", "upsample", "flicker")
 PARAMS_FILE = "synth.json"
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 BYSTANDER_IDENTITIES = 10_000   # identity index offsets: originals 0.., background faces, swap sources
@@ -62,45 +61,6 @@ class Traces:
 
 
 TRACE = Traces()
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    seed: int
-    videos: int
-    frames: int
-    size: int
-    fakes_per_original: float
-    frame_stride: int
-    min_frame_fraction: float
-    dropped_frame_rate: float
-    second_face_rate: float
-    missing_folder_rate: float
-    clean_frame_rate: float
-    jpeg_quality: tuple[int, int]
-    noise_sigma: tuple[float, float]
-    strength: tuple[float, float]
-    methods: tuple[str, ...]
-
-    @classmethod
-    def from_config(cls, config: dict, **overrides) -> "SynthParams":
-        t = section(config, "synth")
-        methods = tuple(t["methods"])
-        unknown = [m for m in methods if m not in METHODS]
-        if not methods or unknown:
-            raise DataError(f"{t['_source']}: methods must be a non-empty list of {', '.join(METHODS)}")
-        q = number_range(t, "jpeg_quality")
-        p = cls(seed=int(config["seed"]), videos=positive_int(t, "videos", 2), frames=positive_int(t, "frames"),
-                size=positive_int(t, "size", 32), fakes_per_original=float(t["fakes_per_original"]),
-                frame_stride=positive_int(t, "frame_stride"), min_frame_fraction=fraction(t, "min_frame_fraction"),
-                dropped_frame_rate=fraction(t, "dropped_frame_rate"), second_face_rate=fraction(t, "second_face_rate"),
-                missing_folder_rate=fraction(t, "missing_folder_rate"), clean_frame_rate=fraction(t, "clean_frame_rate"),
-                jpeg_quality=(int(q[0]), int(q[1])), noise_sigma=number_range(t, "noise_sigma"),
-                strength=number_range(t, "strength"), methods=methods)
-        p = cls(**{**asdict(p), **{k: v for k, v in overrides.items() if v is not None}})
-        if p.videos < 2 or p.size < 32 or p.frames < 1:
-            raise DataError("synth: need --videos >= 2, --frames >= 1 and --size >= 32")
-        return p
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
+from common.errors import DataError
 
 
 def load_tables(interim: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

@@ -8,8 +8,8 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .atomic import atomic_dir
-from .errors import DataError
+from common.atomic import atomic_dir
+from common.errors import DataError
 
 _MARKER = ".extracted.json"
 

@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from data.cli import add_config_flag, run
-from data.config import load_config
-from data.prepare import check_name
+from common.cli import add_config_flag, run
+from common.config import load_config, seed
+from common.errors import DataError
+from common.cli import check_name
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -15,9 +16,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     name = check_name(args.name)
-    backbones = args.backbone or list(config["extract"]["backbones"])
     out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
-                          Path(args.out) / name, Path(args.models) / name / "ensemble", backbones)
+                          Path(args.out) / name, Path(args.models) / name / "ensemble", args.backbone)
     print(f"{'method':<22}{'blend OOF log-loss':>20}  calibrator")
     for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["oof_log_loss"]):
         print(f"{method:<22}{r['oof_log_loss']:>20.4f}  {r['calibrator']}")
@@ -27,10 +27,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_blend(args: argparse.Namespace) -> int:
     from .blend import run_blend
+    from .settings import load_settings
 
-    config = load_config(args.config)
-    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, args.folds, args.c,
-                       int(config["seed"]))
+    settings = load_settings(load_config(args.config))
+    folds = settings.folds if args.folds is None else args.folds
+    c = settings.logistic_c if args.c is None else args.c
+    if folds < 2 or not c > 0:
+        raise DataError(f"--folds {folds} --C {c}: need at least 2 folds and C > 0")
+    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, c, settings.seed)
     print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds")
     print(f"{'method':<52}{'CV log-loss':>12}")
     for method, loss in sorted(report["methods"].items(), key=lambda kv: kv[1]):
@@ -42,9 +46,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    config = load_config(args.config)
     run_bench(Path(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos, args.lgb_features,
-              int(config["seed"]))
+              seed(load_config(args.config)))
     return 0
 
 
@@ -73,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DFDC metadata.json, or a CSV filename,label[,original] (label 0/1 or REAL/FAKE)")
     p.add_argument("--fill", choices=["prior"], default=None,
                    help="fill videos missing from a file with the labels' FAKE share instead of stopping")
-    p.add_argument("--folds", type=int, default=5, help="family-grouped CV folds (default: 5)")
-    p.add_argument("--C", type=float, default=0.1, dest="c", help="inverse L2 strength of the logistic blend (default: 0.1)")
+    p.add_argument("--folds", type=int, default=None, help="family-grouped CV folds (default: [splits] folds)")
+    p.add_argument("--C", type=float, default=None, dest="c",
+                   help="inverse L2 strength of the logistic blend (default: [ensemble] logistic_c)")
     p.add_argument("--out", default="reports/blend", help="folder for blend.json, oof.csv, submission.csv "
                                                            "(default: reports/blend)")
     add_config_flag(p)

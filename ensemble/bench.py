@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.atomic import write_json
+from common.atomic import write_json
 
 from .rules import RULES, Rule, aggregate
 from .stackers import LightGBMStack

@@ -10,61 +10,59 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.atomic import atomic_path, write_json
-from data.errors import DataError
-from data.problems import Problems
+from common.atomic import atomic_path, write_json
+from common.errors import DataError
+from common.metrics import log_loss
+from common.problems import Problems
 from data.splits import grouped_assign
 from data.submissions import read_labels, read_predictions
 
 from .calibration import logit
-from .metrics import log_loss
-from .stackers import LightGBMStack, LogisticStack, WeightedBlend
+from .crossfit import cross_fit
+from .stackers import Combiner, LightGBMStack, LogisticStack, WeightedBlend
 
 LGB_SMALL = {"num_leaves": 4, "learning_rate": 0.05, "n_estimators": 100, "min_child_samples": 20,
              "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 1.0, "reg_lambda": 1.0,
              "early_stopping_rounds": 20}
 
 
-class _Fixed:
-    """A method with nothing to learn: a function of the columns."""
+class Fixed(Combiner):
+    """A method with nothing to learn: ``fn`` maps the columns to P(FAKE) (n,)."""
 
     def __init__(self, fn):
         self.fn = fn
 
-    def fit(self, X, y, **_):
+    def fit(self, X, y):
+        self._fitted(y)
         return self
 
-    def predict_proba(self, X):
+    def _p_fake(self, X):
         return self.fn(X)
 
 
-class _Prior:
-    def fit(self, X, y, **_):
-        self.p = float(np.mean(y))
+class Prior(Combiner):
+    """The training rows' FAKE share, for every video. Fitted: ``p_``."""
+
+    def fit(self, X, y):
+        self.p_ = float(np.mean(y))
+        self._fitted(y)
         return self
 
-    def predict_proba(self, X):
-        return np.full(len(X), self.p)
+    def _p_fake(self, X):
+        return np.full(len(X), self.p_)
 
 
 def methods(columns: list[str], c: float, seed: int) -> dict:
+    """{method name: factory} of every blending method tried."""
     return {
-        "prior": _Prior,
-        **{f"file:{col}": (lambda col=col: _Fixed(lambda X: X[col].to_numpy())) for col in columns},
-        "mean": lambda: _Fixed(lambda X: X[columns].mean(axis=1).to_numpy()),
-        "logit_mean": lambda: _Fixed(lambda X: 1 / (1 + np.exp(-logit(X[columns].to_numpy()).mean(axis=1)))),
+        "prior": Prior,
+        **{f"file:{col}": (lambda col=col: Fixed(lambda X: X[col].to_numpy())) for col in columns},
+        "mean": lambda: Fixed(lambda X: X[columns].mean(axis=1).to_numpy()),
+        "logit_mean": lambda: Fixed(lambda X: 1 / (1 + np.exp(-logit(X[columns].to_numpy()).mean(axis=1)))),
         "weighted": lambda: WeightedBlend(columns),
         f"logistic:C={c:g}": lambda: LogisticStack(columns, c),
         "lightgbm": lambda: LightGBMStack(columns, LGB_SMALL, seed),
     }
-
-
-def cross_val(make, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    oof = np.empty(len(X))
-    for k in np.unique(folds):
-        held = folds == k
-        oof[held] = make().fit(X[~held], y[~held]).predict_proba(X[held])
-    return oof
 
 
 def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n_folds: int, c: float,
@@ -100,7 +98,7 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
               "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)}, "methods": {}}
     oofs = {}
     for name, make in methods(names, c, seed).items():
-        oofs[name] = cross_val(make, Xl, y, folds)
+        oofs[name] = cross_fit(make, Xl, y, folds).oof
         report["methods"][name] = round(log_loss(y, oofs[name]), 5)
     best = min(report["methods"], key=report["methods"].get)
     report["chosen"] = best
@@ -108,7 +106,7 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "blend.json", report)
     for target, frame in (("oof.csv", pd.DataFrame({"filename": Xl.index, "label": oofs[best]})),
-                          ("submission.csv", pd.DataFrame({"filename": X.index, "label": final.predict_proba(X)}))):
+                          ("submission.csv", pd.DataFrame({"filename": X.index, "label": final.predict_proba(X)[:, 1]}))):
         with atomic_path(out / target) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
     return report

@@ -10,7 +10,9 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from .metrics import log_loss
+from common.metrics import log_loss
+
+from .crossfit import cross_fit
 
 LOGIT_EPS = 1e-6
 
@@ -68,11 +70,7 @@ def choose(p: np.ndarray, y: np.ndarray, folds: np.ndarray, clip_eps: list[float
     each candidate's CV log-loss, and the best one's cross-fitted calibrated predictions (n,)."""
     scores, fitted = {}, {}
     for cand in candidates(clip_eps):
-        out = np.empty(len(p))
-        for k in np.unique(folds):
-            held = folds == k
-            c = Calibrator(cand.kind, dict(cand.params)).fit(p[~held], y[~held])
-            out[held] = c.transform(p[held])
+        out = cross_fit(lambda: Calibrator(cand.kind, dict(cand.params)), p, y, folds).oof
         scores[cand.name] = log_loss(y, out)
         fitted[cand.name] = (cand, out)
     best = min(scores, key=scores.get)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from data.errors import DataError
+from common.errors import DataError
 
 EPS = 1e-7   # logit clipping for the mean of logits
 

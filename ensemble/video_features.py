@@ -1,9 +1,12 @@
-"""Video-level features per backbone, from the cached frame table: rule outputs, spread, counts, temporal
-changes and embedding consistency. Everything is vectorised over the frame table."""
+"""Video-level features from the cached frame tables: per backbone, rule outputs, spread, counts, temporal
+changes and embedding consistency (vectorised over the frame table), then every backbone side by side in the
+video table that training (``ensemble.fit``) and inference (``ensemble.saved``) both build."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from common.errors import DataError
 
 from .rules import Rule, aggregate
 
@@ -13,7 +16,7 @@ def frame_groups(frames: pd.DataFrame, videos: list[str]) -> np.ndarray:
     codes = pd.Categorical(frames["video"], categories=videos).codes.astype(np.int64)
     if (codes < 0).any():
         unknown = frames["video"][codes < 0].iloc[0]
-        raise ValueError(f"features name a video the tables do not list: {unknown}")
+        raise DataError(f"features name a video the tables do not list: {unknown}")
     return codes
 
 
@@ -79,3 +82,67 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
     out["embedding_step"], _ = _consecutive(groups[first], emb[first], n_videos)
     out.index.name = "video"
     return out
+
+
+# --- the video table: every backbone's features side by side, as the combiners see them -----------------
+
+def rule_columns(backbones: list[str], rules: list[Rule]) -> list[str]:
+    """``<backbone>/<rule>`` for every pair, backbone-major."""
+    return [f"{b}/{r.label}" for b in backbones for r in rules]
+
+
+def mean_embeddings(table: pd.DataFrame, emb: np.ndarray, names: list[str]) -> np.ndarray:
+    """(n_videos, D) mean embedding per video of ``names``; NaN rows for videos without a frame."""
+    return pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names).to_numpy()
+
+
+def fit_pcas(videos: pd.DataFrame, frames: dict, n_components: int, seed: int) -> dict:
+    """Each backbone's PCA of the mean embedding, fitted on train-split videos with a frame, as
+    ``{backbone: {"mean": (D,), "components": (k, D)}}`` lists; empty when ``n_components`` is 0."""
+    from sklearn.decomposition import PCA
+
+    names, pcas = videos["video"].tolist(), {}
+    for backbone, (table, emb) in frames.items():
+        if not n_components:
+            continue
+        means = mean_embeddings(table, emb, names)
+        train = videos["split"].eq("train").to_numpy() & ~np.isnan(means).any(axis=1)
+        k = min(n_components, int(train.sum()), emb.shape[1])
+        if k > 0:
+            pca = PCA(k, random_state=seed).fit(means[train])
+            pcas[backbone] = {"mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
+    return pcas
+
+
+def video_table(names: list[str], frames: dict, rules: list[Rule], pcas: dict) -> pd.DataFrame:
+    """``<backbone>/<feature>`` columns, one row per video of ``names``, from each backbone's (frame table,
+    embeddings (n, D)) in ``frames``, with the saved PCA projections of the mean embedding as ``pca<i>``."""
+    parts = []
+    for backbone, (table, emb) in frames.items():
+        feats = backbone_features(table, emb, names, rules)
+        if backbone in pcas:
+            means = mean_embeddings(table, emb, names)
+            center, components = (np.asarray(pcas[backbone][k], np.float64) for k in ("mean", "components"))
+            proj = np.full((len(names), len(components)), np.nan)
+            ok = ~np.isnan(means).any(axis=1)
+            proj[ok] = (means[ok] - center) @ components.T
+            for i in range(len(components)):
+                feats[f"pca{i}"] = proj[:, i]
+        parts.append(feats.add_prefix(f"{backbone}/"))
+    return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def has_frames(X: pd.DataFrame, backbones: list[str]) -> np.ndarray:
+    """(n_videos,) bool: the video has at least one scored crop in some backbone."""
+    return np.logical_or.reduce([X[f"{b}/n_frames"].to_numpy() > 0 for b in backbones])
+
+
+def plain_mean(X: pd.DataFrame, backbones: list[str]) -> np.ndarray:
+    """(n_videos,) the uncalibrated ``blend/mean``: each backbone's mean rule, averaged across backbones."""
+    return X[[f"{b}/mean" for b in backbones]].mean(axis=1).to_numpy()
+
+
+def fill_rules(X: pd.DataFrame, rule_cols: list[str], prior: float) -> pd.DataFrame:
+    """Rule outputs as probabilities: a video without a frame gets the prior. Changes ``X`` in place."""
+    X[rule_cols] = X[rule_cols].fillna(prior).clip(0, 1)
+    return X

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from data.cli import add_config_flag, run
-from data.config import load_config
-from data.prepare import check_name
+from common.cli import add_config_flag, run
+from common.config import load_config
+from common.cli import check_name
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -24,9 +24,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .score import format_table, json_safe, score_files
 
-    config = load_config(args.config)
+    from .settings import load_settings
+
+    settings = load_settings(load_config(args.config))
     results, problems = score_files(args.submissions, args.labels, args.column, args.dedupe,
-                                    int(config["evaluate"]["bootstrap"]), int(config["seed"]))
+                                    settings.bootstrap, settings.seed)
     problems.warn()
     print(json.dumps(json_safe(results), indent=1) if args.json else format_table(results))
     return 0

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from data.atomic import atomic_path  # noqa: E402
+from common.atomic import atomic_path  # noqa: E402
 
 from .metrics import log_loss  # noqa: E402
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_curve
 
-from ensemble.metrics import KAGGLE_EPS, log_loss
+from common.metrics import KAGGLE_EPS, log_loss
 
 __all__ = [
     "KAGGLE_EPS", "THRESHOLD", "ECE_BINS", "N_BOOT", "CI_LEVEL", "METRIC_NAMES",

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.config import choice, positive_int, section
-from data.errors import DataError
+from common.errors import DataError
 from data.layout import scan_folders
 from data.metadata import VIDEO_SUFFIXES, video_name
-from data.prepare import VERIFY_MODES
-from data.problems import Problems
-from data.sampling import SamplingPolicy
+from common.problems import Problems
+from data.settings import DataSettings
+from data.settings import load_settings as load_data_settings
 
 
 @dataclass
@@ -32,10 +31,10 @@ class VideoInput:
     crops: list = field(default_factory=list)
 
 
-def _collect(inputs: list[str], config: dict, workdir: Path, problems: Problems) -> list[VideoInput]:
-    from data.faces import FaceDetector, FaceParams, extract_video
+def _collect(inputs: list[str], data: DataSettings, workdir: Path, problems: Problems) -> list[VideoInput]:
+    from data.faces import FaceDetector, extract_video
 
-    params, detector, videos, folders = FaceParams.from_config(config), None, [], {}
+    params, detector, videos, folders = data.faces, None, [], {}
     for given in inputs:
         path = Path(given)
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
@@ -55,9 +54,8 @@ def _collect(inputs: list[str], config: dict, workdir: Path, problems: Problems)
     if names.duplicated().any():
         raise DataError(f"two inputs are the same video: {names[names.duplicated()].iloc[0]}")
     # verified and sampled exactly as `prepare` does
-    prep = section(config, "prepare")
-    scanned = scan_folders(folders, choice(prep, "verify_images", VERIFY_MODES), positive_int(prep, "workers"))
-    policy = SamplingPolicy.from_config(config)
+    scanned = scan_folders(folders, data.prepare.verify_images, data.prepare.workers)
+    policy = data.sampling
     for key, v in zip(folders, videos):
         for p in scanned[key].unreadable:
             problems.add("unreadable face crops (skipped)", str(p))
@@ -71,7 +69,7 @@ def predict(inputs: list[str], config: dict, models: Path, method: str | None = 
             ) -> tuple[pd.DataFrame, pd.DataFrame, str, Problems]:
     """(one row per input: ``video, source, n_crops, p_fake``; one row per crop: ``video, frame, face`` and
     each backbone's score; the method used; problems)."""
-    from ensemble.fit import SavedEnsemble
+    from ensemble.saved import SavedEnsemble
     from extract.features import score_crops
     from extract.settings import backbone_spec, load_settings
 
@@ -82,7 +80,7 @@ def predict(inputs: list[str], config: dict, models: Path, method: str | None = 
     settings = load_settings(config)
     problems = Problems()
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
-        videos = _collect(inputs, config, Path(tmp), problems)
+        videos = _collect(inputs, load_data_settings(config), Path(tmp), problems)
         rows = pd.DataFrame([(v.video, c.frame, c.face, str(c.path)) for v in videos for c in v.crops],
                             columns=["video", "frame", "face", "path"])
         frames, per_crop = {}, rows[["video", "frame", "face"]].copy()

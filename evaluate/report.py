@@ -9,36 +9,23 @@ renamed, ``metrics.json`` last (the Make target), so a killed run is redone by t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from data.atomic import atomic_path, write_json, write_text
-from data.config import positive_int
-from data.errors import DataError
+from common.atomic import atomic_path, write_json, write_text
+from common.errors import DataError
 
 from . import figures
+from .predictions import load_predictions
+from .settings import load_settings
 from .metrics import (KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss,
                       paired_bootstrap, roc_auc)
 
 PARTS = {"test": "test split", "blend": "blend split, out-of-fold"}
 METRIC_COLUMNS = ["log_loss", "log_loss_ci", "auc", "auc_ci", "balanced_log_loss", "ap", "eer", "brier", "ece",
                   "accuracy", "precision", "recall", "specificity"]
-
-
-def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], dict]:
-    path = folder / "videos.parquet"
-    if not path.exists():
-        raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
-    table = pd.read_parquet(path)
-    methods = [c for c in table.columns if "/" in c]
-    missing = {"video", "split", "label", "family"} - set(table.columns)
-    if missing or not methods:
-        raise DataError(f"{path}: not a predictions table (missing {', '.join(sorted(missing)) or 'method columns'})")
-    fit = json.loads((folder / "fit.json").read_text()) if (folder / "fit.json").exists() else {}
-    return table, methods, fit
 
 
 def leaderboard(part: pd.DataFrame, methods: list[str], n_boot: int, seed: int, bins: int) -> pd.DataFrame:
@@ -144,9 +131,8 @@ def _part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dic
 
 
 def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
-    t = config["evaluate"]
-    n_boot, top = positive_int({**t, "_source": "[evaluate]"}, "bootstrap"), int(t["top_methods"])
-    bins, seed = int(t["ece_bins"]), int(config["seed"])
+    settings = load_settings(config)
+    n_boot, top, bins, seed = settings.bootstrap, settings.top_methods, settings.ece_bins, settings.seed
     table, methods, fit = load_predictions(predictions)
     out.mkdir(parents=True, exist_ok=True)
     boards, paired, jsons, sections = {}, {}, {}, []

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.errors import DataError
+from common.errors import DataError
 from data.metadata import video_name
-from data.problems import Problems
+from common.problems import Problems
 from data.submissions import (Predictions, check_names, listing, name_problems, read_labels, read_predictions,
                               repeated_message)
 

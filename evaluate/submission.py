@@ -3,7 +3,8 @@
 The rows are the unlabelled videos (e.g. Kaggle's test set prepared as its own dataset), or the test split when
 every video is labelled. The method defaults to the best on the blend split's out-of-fold log-loss (``fit.json``),
 never one chosen on test. Videos without a face already hold the blend split's FAKE share (the prior) in the
-predictions table. Values are clipped to ``[eps, 1 - eps]`` and NaN is refused; with ``--sample`` the file is also
+predictions table. Values are clipped to ``[eps, 1 - eps]``; a NaN, an infinity or a value outside [0, 1] in the
+table is refused; with ``--sample`` the file is also
 validated against the sample (names, order, header) before it is renamed into place.
 """
 from __future__ import annotations
@@ -13,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.atomic import atomic_path
-from data.errors import DataError
+from common.atomic import atomic_path
+from common.errors import DataError
+from common.paths import output_file
 from data.metadata import video_name
 from data.submissions import listing
 
-from .report import load_predictions
+from .predictions import load_predictions
 from .score import read_sample, validate
+from .settings import load_settings
 
 
 def choose_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -32,6 +35,8 @@ def choose_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def write_submission(config: dict, predictions: Path, out: Path, method: str | None,
                      sample: str | None) -> tuple[str, int, str]:
     """Write ``out``; returns (method, rows, which videos)."""
+    out = output_file(out)
+    eps = load_settings(config).submission_eps
     table, methods, fit = load_predictions(predictions)
     method = method or fit.get("best_method")
     if method is None:
@@ -40,7 +45,6 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
     if method not in methods:
         raise DataError(f"{predictions}/videos.parquet: no method column {method!r} "
                         f"(have: {', '.join(methods)})")
-    eps = float(config["evaluate"]["submission_eps"])
     rows, which = choose_rows(table)
     if sample is not None:
         names = read_sample(sample)
@@ -56,9 +60,6 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
     values = rows[method].to_numpy(np.float64)
     if len(values) == 0:
         raise DataError(f"{predictions}/videos.parquet: no unlabelled or test-split videos to submit")
-    if np.isnan(values).any():
-        bad = rows["video"].to_numpy()[np.isnan(values)]
-        raise DataError(f"{predictions}/videos.parquet: {method} is NaN for {len(bad)} videos: {listing(bad)}")
     sub = pd.DataFrame({"filename": np.asarray(filenames), "label": np.clip(values, eps, 1 - eps)})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)

@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from data.cli import add_config_flag, run
-from data.config import load_config
-from data.prepare import check_name
+from common.cli import add_config_flag, run
+from common.config import load_config
+from common.errors import DataError
+from common.cli import check_name
 
 
 def _settings(args):
@@ -18,7 +19,6 @@ def _settings(args):
     names = [b.name for b in settings.backbones]
     for name in args.backbone or []:
         if name not in names:
-            from data.errors import DataError
             raise DataError(f"--backbone {name}: not in the config's [extract] backbones ({', '.join(names)})")
     specs = [b for b in settings.backbones if not args.backbone or b.name in args.backbone]
     return config, settings, specs

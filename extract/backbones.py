@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
+from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 from keras import layers
 
-from data.errors import DataError
+from common.errors import DataError
 
 EMBEDDING_LAYER = "embedding"
 SCRATCH_BN_MOMENTUM = 0.9

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import write_json
-from data.errors import DataError
+from common.atomic import write_json
+from common.errors import DataError
 
 SETTINGS = [  # name, environment, intra-op threads, inter-op threads
     ("default", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0),
@@ -38,15 +38,16 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     """Measure a, b and c in this process."""
     from PIL import Image
 
-    from data.config import load_config
+    from common.config import load_config
 
-    from ._tensorflow import keras, tf
+    from common.tensorflow_setup import keras, tf
     from .backbones import build_model, get_backbone, load_classifier
     from .features import crop_rows, inference_model
     from .pipeline import chunked_dataset
     from .settings import load_settings
 
-    from .runtime import infer, setup
+    from common.tensorflow_setup import setup
+    from .runtime import infer
 
     interim, models = Path(interim), Path(models)
     settings = load_settings(load_config(config_path))

@@ -1,8 +1,7 @@
 """``python -m extract features`` and ``merge``: every trained backbone over every face crop of every split.
 
-Output ``data/features/<NAME>/<backbone>.parquet``, one row per readable crop, sorted by (video, frame, face):
-``video`` string, ``frame`` int32, ``face`` int16, ``score`` float32 (P(FAKE) of the frame) and
-``embedding``: a fixed-size list of float32 (the backbone's pooled features; length in the file's metadata).
+Output ``data/features/<NAME>/<backbone>.parquet`` (the feature cache; its layout and TensorFlow-free reader are
+in ``extract.cache``).
 
 Videos are cut into chunks of ``chunk_videos`` in sorted order; each chunk is written atomically to
 ``<backbone>.chunks/chunk-NNNNN.parquet`` and batches never straddle chunks, so a resumed run, or n shards
@@ -18,24 +17,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
+from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data.atomic import atomic_path
-from data.errors import DataError
+from common.atomic import atomic_path
+from common.errors import DataError
 from data.tables import load_tables
 
 from .backbones import feature_model, get_backbone, load_classifier
+from .cache import feature_table, file_key, write_table
 from .pipeline import chunked_dataset
-from .runtime import Runtime, infer, setup, with_policy
+from .runtime import infer, with_policy
 from .settings import BackboneSpec, ExtractSettings
-
-META_KEY = b"deepfake_ensemble"
-
 
 @dataclass(frozen=True)
 class Shard:
@@ -84,30 +81,6 @@ def run_key(spec: BackboneSpec, model_file: Path, rows: pd.DataFrame, settings: 
     h.update(pd.util.hash_pandas_object(rows[["video", "frame", "face", "path"]], index=False).values.tobytes())
     h.update(json.dumps([spec.input_size, spec.center_crop, settings.batch_size, settings.chunk_videos]).encode())
     return h.hexdigest()
-
-
-def _table(video, frame, face, score, embedding: np.ndarray, key: str, dim: int) -> pa.Table:
-    flat = pa.array(embedding.reshape(-1).astype(np.float32), pa.float32())
-    table = pa.table({
-        "video": pa.array(video, pa.string()), "frame": pa.array(frame, pa.int32()),
-        "face": pa.array(face, pa.int16()), "score": pa.array(score, pa.float32()),
-        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
-    })
-    meta = {"key": key, "embedding_dim": dim}
-    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-
-
-def _write(table: pa.Table, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
-
-
-def file_key(path: Path) -> str | None:
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta.get(META_KEY, b"{}")).get("key")
-    except (OSError, pa.ArrowInvalid, json.JSONDecodeError):
-        return None
 
 
 def inference_model(trained: keras.Model, runtime: Runtime) -> keras.Model:
@@ -176,7 +149,7 @@ def _run_chunks(spec: BackboneSpec, model: keras.Model, dim: int, rows: pd.DataF
         idx, emb, score = _concat(pending.pop(k), dim)
         skipped += _warn_unreadable(paths, range(start, end), idx)
         sub = rows.iloc[idx]
-        _write(_table(sub["video"].to_numpy(), sub["frame"].to_numpy(), sub["face"].to_numpy(), score, emb, key, dim),
+        write_table(feature_table(sub["video"].to_numpy(), sub["frame"].to_numpy(), sub["face"].to_numpy(), score, emb, key, dim),
                chunk_dir / f"chunk-{k:05d}.parquet")
 
     start_time = time.perf_counter()
@@ -231,19 +204,10 @@ def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
         raise DataError(f"{chunk_dir}/{stale[0]}: made from another model or dataset; rerun that shard")
     table = pa.concat_tables([pq.read_table(f) for f in files])
     target = out_dir / f"{name}.parquet"
-    _write(table, target)
+    write_table(table, target)
     shutil.rmtree(chunk_dir)
     print(f"{name}: wrote {target} ({table.num_rows} rows)")
     return target
-
-
-def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """A features file as (``video, frame, face, score`` table, embeddings float32 (n, D))."""
-    table = pq.read_table(path)
-    emb = table.column("embedding").combine_chunks()
-    dim = emb.type.list_size
-    flat = emb.values.to_numpy(zero_copy_only=False)
-    return table.drop(["embedding"]).to_pandas(), flat.reshape(-1, dim).astype(np.float32)
 
 
 def score_crops(spec: BackboneSpec, model_file: Path, paths: list[str], settings: ExtractSettings

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from data.config import choice, fraction, number_range, positive_int, section
-from data.errors import DataError
+from common.config import Table, section, seed
+from common.errors import DataError
 
 from .backbones import get_backbone
 from .pipeline import Augment, View
@@ -55,42 +55,34 @@ class ExtractSettings:
 
 def backbone_spec(config: dict, name: str) -> BackboneSpec:
     get_backbone(name)
-    tables = config.get("backbones", {})
-    if name not in tables:
+    if name not in config.get("backbones", {}):
         raise DataError(f"{config['_source']}: backbone {name!r} has no [backbones.{name}] table")
-    t = {**tables[name], "_source": f"{config['_source']} [backbones.{name}]"}
-    weights = t.get("weights", "none")
-    if not isinstance(weights, str) or not weights:
-        raise DataError(f"{t['_source']}: weights must be 'imagenet', 'none' or a file path")
-    crop = t.get("center_crop", 1.0)
-    if not isinstance(crop, (int, float)) or not 0.2 <= crop <= 1:
-        raise DataError(f"{t['_source']}: center_crop = {crop!r}, expected a number in [0.2, 1]")
-    return BackboneSpec(name, positive_int(t, "input_size", 32), weights, float(crop))
+    t = section(config, f"backbones.{name}")
+    t.values = {"weights": "none", "center_crop": 1.0, **t.values}
+    return BackboneSpec(name, t.integer("input_size", 32), t.string("weights"), t.number("center_crop", 0.2, 1))
+
+
+def augment_settings(t: Table) -> Augment:
+    lo, hi = t.number_range("jpeg_quality", 1, 100)
+    return Augment(flip=t.boolean("flip"), brightness=t.fraction("brightness"), contrast=t.fraction("contrast"),
+                   jpeg_quality=(int(lo), int(hi)), jpeg_rate=t.fraction("jpeg_rate"), crop=t.fraction("crop"))
+
+
+def train_settings(t: Table, augment: Augment) -> TrainSettings:
+    return TrainSettings(
+        faces=t.choice("faces", ("first", "all")), frames_per_video=t.integer("frames_per_video", 0),
+        val_fold=t.integer("val_fold", 0), epochs=t.integer("epochs", 1), patience=t.integer("patience", 1),
+        batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
+        lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
+        class_weight=t.choice("class_weight", ("balanced", "none")),
+        augment=augment if t.boolean("augment") else None, cache_mb=t.integer("cache_mb", 0))
 
 
 def load_settings(config: dict) -> ExtractSettings:
     t = section(config, "extract")
-    tr = {**config["extract"]["train"], "_source": f"{config['_source']} [extract.train]"}
-    au = {**config["extract"]["augment"], "_source": f"{config['_source']} [extract.augment]"}
-    names = t["backbones"]
-    if not isinstance(names, list) or not names or len(set(names)) != len(names):
-        raise DataError(f"{t['_source']}: backbones must be a non-empty list of distinct registry names")
-    lo, hi = number_range(au, "jpeg_quality")
-    augment = Augment(flip=bool(au["flip"]), brightness=fraction(au, "brightness"), contrast=fraction(au, "contrast"),
-                      jpeg_quality=(int(lo), int(hi)), jpeg_rate=fraction(au, "jpeg_rate"), crop=fraction(au, "crop"))
-    lr = tr["learning_rate"]
-    if not isinstance(lr, (int, float)) or not 0 < lr < 1:
-        raise DataError(f"{tr['_source']}: learning_rate = {lr!r}, expected a number in (0, 1)")
-    train = TrainSettings(
-        faces=choice(tr, "faces", ("first", "all")), frames_per_video=positive_int(tr, "frames_per_video", 0),
-        val_fold=positive_int(tr, "val_fold", 0), epochs=positive_int(tr, "epochs"),
-        patience=positive_int(tr, "patience"), batch_size=positive_int(tr, "batch_size"),
-        learning_rate=float(lr), lr_schedule=choice(tr, "lr_schedule", ("cosine", "constant")),
-        dropout=fraction(tr, "dropout"),
-        class_weight=choice(tr, "class_weight", ("balanced", "none")),
-        augment=augment if tr["augment"] else None, cache_mb=positive_int(tr, "cache_mb", 0))
+    train = train_settings(section(config, "extract.train"), augment_settings(section(config, "extract.augment")))
     return ExtractSettings(
-        backbones=tuple(backbone_spec(config, n) for n in names), batch_size=positive_int(t, "batch_size"),
-        chunk_videos=positive_int(t, "chunk_videos"), mixed_precision=choice(t, "mixed_precision", ("auto", "on", "off")),
-        intra_op_threads=positive_int(t, "intra_op_threads", 0), inter_op_threads=positive_int(t, "inter_op_threads", 0),
-        train=train, seed=int(config["seed"]))
+        backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")), batch_size=t.integer("batch_size", 1),
+        chunk_videos=t.integer("chunk_videos", 1), mixed_precision=t.choice("mixed_precision", ("auto", "on", "off")),
+        intra_op_threads=t.integer("intra_op_threads", 0), inter_op_threads=t.integer("inter_op_threads", 0),
+        train=train, seed=seed(config))

@@ -17,19 +17,19 @@ import time
 import warnings
 from pathlib import Path
 
-from ._tensorflow import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
+from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from data.atomic import write_json
-from data.errors import DataError
+from common.atomic import write_json
+from common.errors import DataError
 from data.sampling import SamplingPolicy
 from data.tables import load_tables
 
 from .backbones import build_model, get_backbone, load_classifier
 from .pipeline import View, eval_dataset, load_images, train_dataset
-from .runtime import Runtime, infer, setup
+from .runtime import infer
 from .settings import BackboneSpec, ExtractSettings, TrainSettings
 
 EPS = 1e-15

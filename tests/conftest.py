@@ -40,7 +40,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def config():
-    from data.config import load_config
+    from common.config import load_config
     return load_config()
 
 

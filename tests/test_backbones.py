@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from data.errors import DataError
+from common.errors import DataError
 from extract import backbones
 from extract.backbones import REGISTRY, build_model, feature_model, load_classifier
 

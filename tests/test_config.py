@@ -1,31 +1,60 @@
 import pytest
 
-from data.config import load_config
-from data.errors import DataError
+from common.config import load_config
+from common.errors import DataError
 from data.sampling import SamplingPolicy
-from data.splits import split_config
+from data.settings import load_settings as data_settings
+from ensemble.settings import load_settings as ensemble_settings
+from evaluate.settings import load_settings as evaluate_settings
 
 
 def test_user_config_overrides_only_its_keys(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("seed = 7\n[sampling]\nframes = 'every'\nevery = 3\n")
     config = load_config(path)
-    assert config["seed"] == 7 and SamplingPolicy.from_config(config) == SamplingPolicy("every", 3, 32, "all")
-    assert split_config(config) == ({"train": 0.5, "blend": 0.3, "test": 0.2}, 5)
+    settings = data_settings(config)
+    assert config["seed"] == 7 and settings.sampling == SamplingPolicy("every", 3, 32, "all")
+    assert settings.splits.fractions == {"train": 0.5, "blend": 0.3, "test": 0.2} and settings.splits.folds == 5
+
+
+def _all_settings(config):
+    data_settings(config)
+    ensemble_settings(config)
+    evaluate_settings(config)
 
 
 @pytest.mark.parametrize("text, words", [
     ("[sampling]\nframs = 'all'\n", "unknown config key 'sampling.frams'"),
-    ("[sampling]\nframes = 'some'\n", "frames = 'some'"),
+    ("[sampling]\nframes = 'some'\n", "[sampling]: frames = 'some'"),
     ("[splits]\ntrain = 0.6\n", "must sum to 1"),
-    ("[splits]\nfolds = 1\n", "folds = 1"),
+    ("[splits]\nfolds = 1\n", "[splits]: folds = 1"),
     ("seed = \n", "invalid TOML"),
+    # issue #10, case 3: every key type- and range-checked where it is read
+    ("[evaluate]\nsubmission_eps = 0.7\n", "[evaluate]: submission_eps = 0.7, expected a number in [0, 0.5)"),
+    ("[ensemble]\nclip_eps = [0.7]\n", "[ensemble]: clip_eps = [0.7]"),
+    ("seed = 1.5\n", "seed = 1.5, expected an integer >= 0"),
+    ("seed = 'abc'\n", "seed = 'abc', expected an integer >= 0"),
+    ("[ensemble.lightgbm]\nnum_leaves = 'four'\n", "[ensemble.lightgbm]: num_leaves = 'four', expected an integer"),
+    ("[ensemble.lightgbm]\nlearning_rate = -1\n", "[ensemble.lightgbm]: learning_rate = -1"),
+    ("[ensemble.lightgbm]\nmonotone = 'yes'\n", "[ensemble.lightgbm]: monotone = 'yes', expected true or false"),
+    ("[ensemble]\nrules = ['mean', 'median', 'mean']\n", "rules = ['mean', 'median', 'mean'], expected a non-empty list of distinct"),
+    ("[ensemble]\npca_components = -1\n", "[ensemble]: pca_components = -1"),
+    ("[evaluate]\nbootstrap = 0\n", "[evaluate]: bootstrap = 0"),
+    ("[synth]\nfakes_per_original = 'many'\n", "[synth]: fakes_per_original = 'many'"),
+    ("[faces]\nmargin = -0.5\n", "[faces]: margin = -0.5"),
+    ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),
 ])
-def test_bad_config_is_one_line_error_naming_the_file(tmp_path, text, words):
+def test_bad_config_is_one_line_error_naming_file_table_and_key(tmp_path, text, words):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(DataError) as err:
-        config = load_config(path)
-        SamplingPolicy.from_config(config)
-        split_config(config)
-    assert str(path) in str(err.value) and words in str(err.value)
+        _all_settings(load_config(path))
+    message = str(err.value)
+    assert str(path) in message and words in message and "\n" not in message
+
+
+def test_default_config_passes_every_stage_check():
+    config = load_config()
+    _all_settings(config)
+    assert ensemble_settings(config).clip_eps == (0.001, 0.01, 0.025, 0.05)
+    assert evaluate_settings(config).submission_eps == 1e-15

@@ -7,11 +7,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from data.config import load_config
-from ensemble.fit import fit_predict, load_stacker, run_fit
-from ensemble.metrics import log_loss
+from common.config import load_config
+from ensemble.fit import fit_predict, run_fit
+from ensemble.saved import load_stacker
+from common.metrics import log_loss
 from ensemble.stackers import LogisticStack
-from extract.features import _table
+from extract.cache import feature_table as _table
 
 BACKBONES = ["cnn_a", "cnn_b"]
 
@@ -79,7 +80,7 @@ def test_predictions_table_has_every_method_and_the_prior_for_frameless_videos(f
 
 
 def test_fit_refuses_configs_it_cannot_honour(tmp_path):
-    from data.errors import DataError
+    from common.errors import DataError
     from ensemble.stackers import LightGBMStack
 
     make_inputs(tmp_path)
@@ -162,10 +163,11 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
         head = path.read_bytes()[:2]
         assert head != b"\x80\x04" and path.suffix in (".json", ".txt")
     model, calibrator = load_stacker(models / "stack_lightgbm")
-    assert model.booster.num_trees() > 0 and calibrator.kind in ("clip", "platt", "isotonic")
-    assert model.base is not None           # the default boosts from the convex blend, saved as JSON too
+    assert model.booster_.num_trees() > 0 and calibrator.kind in ("clip", "platt", "isotonic")
+    assert model.base_ is not None           # the default boosts from the convex blend, saved as JSON too
     # the saved ensemble reproduces the written test-split predictions of every method from the frame features
-    from ensemble.fit import SavedEnsemble, load_inputs
+    from ensemble.fit import load_inputs
+    from ensemble.saved import SavedEnsemble
 
     videos, frames = load_inputs(root / "interim", root / "features", BACKBONES)
     test = (videos["split"] == "test").to_numpy()
@@ -177,4 +179,4 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
         pred = saved.predict(videos.loc[test, "video"].tolist(), frames, method)
         np.testing.assert_allclose(pred, out.loc[test, method].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=method)
     model, calibrator = load_stacker(models / "stack_logistic")
-    assert isinstance(model, LogisticStack) and len(model.coef) == len(model.columns)
+    assert isinstance(model, LogisticStack) and len(model.coef_) == len(model.columns)

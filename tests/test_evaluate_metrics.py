@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ensemble import metrics as ensemble_metrics
+from common import metrics as ensemble_metrics
 from evaluate import metrics as m
 
 LN2 = math.log(2)

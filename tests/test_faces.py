@@ -104,7 +104,7 @@ def test_mtcnn_weights_load_as_plain_arrays_and_nothing_else(tmp_path):
 
     import joblib
 
-    from data.errors import DataError
+    from common.errors import DataError
     from data.faces import _bundled_weights, load_weight_arrays
 
     arrays = _bundled_weights("pnet.lz4")

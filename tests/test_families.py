@@ -1,6 +1,6 @@
 from data.families import assign_families
 from data.metadata import Entry
-from data.problems import Problems
+from common.problems import Problems
 
 
 def entries(*rows):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from data.errors import DataError
+from common.errors import DataError
 from data.metadata import merge_entries, parse_label, read_metadata_csv, read_metadata_json, video_name
 
 

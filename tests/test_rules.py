@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data.errors import DataError
+from common.errors import DataError
 from ensemble.rules import RULES, Rule, aggregate
 
 RULE_SPECS = ["mean", "median", "max", "min", "trimmed_mean:0.1", "trimmed_mean:0.25", "topk_mean:3",

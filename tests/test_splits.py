@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import DataError
+from common.errors import DataError
 from data.splits import SPLITS, assign_splits, check_no_family_leak
 
 FRACTIONS = {"train": 0.6, "blend": 0.2, "test": 0.2}

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from data.config import load_config
+from common.config import load_config
 from data.render import inner_mask, render
-from data.synth import METHODS, SynthParams, identity, make_plan, pose, swap_frame
+from data.settings import load_settings
+from data.synth import METHODS, identity, make_plan, pose, swap_frame
 
 QUIRKY = str(Path(__file__).parent / "configs" / "quirky.toml")
 FLAGS = ["--videos", "24", "--frames", "6", "--size", "64", "--seed", "3", "--config", QUIRKY, "--workers", "1"]
@@ -54,7 +55,7 @@ def test_layout_and_metadata_look_like_dfdc(synth_dir):
 
 
 def test_quirks_at_default_rates():
-    plans = make_plan(SynthParams.from_config(load_config()))
+    plans = make_plan(load_settings(load_config()).synth)
     assert len(plans) == 600 and sum(p.label for p in plans) == 500
     assert sum(p.missing for p in plans) == 6
     assert 0.05 < np.mean([bool(p.second_face) for p in plans]) < 0.3
@@ -111,7 +112,7 @@ def test_synth_then_prepare_gives_leak_free_tables(synth_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def family():
-    params = SynthParams.from_config(load_config(), size=96)
+    params = load_settings(load_config()).synth.replace(size=96)
     plans = make_plan(params)
     fakes = {p.method: p for p in plans if p.label}
     target = identity(params, 0)

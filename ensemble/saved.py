@@ -1,0 +1,95 @@
+"""The saved ensemble, ``models/<NAME>/ensemble/``: written by ``ensemble fit``, applied to new videos by
+``evaluate predict``. Everything is JSON or LightGBM text, read back without pickle or code execution.
+
+Files: ``ensemble.json`` (backbones, rules, prior, PCA, best method), then per learned method ``<a>_<b>.json``
+(the combiner's parameters and its calibrator) and, for LightGBM, ``<a>_<b>.txt`` (the trees). The plain mean
+(``blend_mean.json``) has only a calibrator.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import atomic_dir, write_json, write_text
+from common.errors import DataError
+
+from .calibration import Calibrator
+from .rules import Rule
+from .stackers import LightGBMStack, LogisticStack, WeightedBlend
+from .video_features import fill_rules, has_frames, plain_mean, rule_columns, video_table
+
+META_FILE = "ensemble.json"
+
+
+def write_ensemble(folder: Path, saved: dict, meta: dict) -> None:
+    """Replace ``folder`` whole with ``saved`` ({method: (combiner or None, calibrator)}) and ``meta``."""
+    with atomic_dir(folder) as tmp:
+        for name, (model, calibrator) in saved.items():
+            stem = name.replace("/", "_")
+            if isinstance(model, LightGBMStack):
+                write_text(tmp / f"{stem}.txt", model.model_text())
+            write_json(tmp / f"{stem}.json", {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()})
+        write_json(tmp / META_FILE, meta)
+
+
+def load_stacker(path: Path):
+    """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution.
+    The plain mean (``blend_mean``) has only a calibrator: the model is None."""
+    json_file, text_file = path.with_suffix(".json"), path.with_suffix(".txt")
+    try:
+        obj = json.loads(json_file.read_text())
+        calibrator = Calibrator.from_json(obj["calibrator"])
+        if text_file.exists():
+            return LightGBMStack.from_text(text_file.read_text(), obj), calibrator
+        if "weights" in obj:
+            return WeightedBlend.from_json(obj), calibrator
+        if "coef" in obj:
+            return LogisticStack.from_json(obj), calibrator
+        return None, calibrator
+    except (OSError, ValueError, KeyError, TypeError) as e:   # JSONDecodeError and LightGBM's errors included
+        raise DataError(f"{json_file}: not a saved combiner ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+                        ) from None
+
+
+class SavedEnsemble:
+    """The combiners ``ensemble fit`` saved in ``models/<NAME>/ensemble/``, applied to new videos' features."""
+
+    def __init__(self, folder: Path):
+        path = folder / META_FILE
+        if not path.exists():
+            raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
+        try:
+            meta = json.loads(path.read_text())
+            self.backbones, self.prior = list(meta["backbones"]), float(meta["prior"])
+            self.rules = [Rule.parse(r, str(path)) for r in meta["rules"]]
+            self.pcas, self.best_method = meta["pca"], meta["best_method"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path}: not a saved ensemble ({type(e).__name__}: {e})") from None
+        self.folder = folder
+
+    def methods(self) -> list[str]:
+        saved = [p.stem.replace("_", "/", 1) for p in sorted(self.folder.glob("*.json")) if p.name != META_FILE]
+        return rule_columns(self.backbones, self.rules) + saved
+
+    def predict(self, names: list[str], frames: dict, method: str) -> np.ndarray:
+        """(len(names),) P(FAKE) of each video by ``method``; ``frames``: {backbone: (frame table, embeddings)}."""
+        if method not in self.methods():
+            raise DataError(f"{self.folder}: no method {method!r} (have: {', '.join(self.methods())})")
+        rule_cols = rule_columns(self.backbones, self.rules)
+        mine = {}
+        for b in self.backbones:
+            if b not in frames:
+                raise DataError(f"{self.folder}: the ensemble needs frame scores of backbone {b!r}")
+            table, emb = frames[b]
+            keep = table["video"].isin(names).to_numpy()
+            mine[b] = (table[keep].reset_index(drop=True), emb[keep])
+        X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
+        if method in rule_cols:
+            pred = X[method].to_numpy(np.float64)
+        else:
+            model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
+            raw = plain_mean(X, self.backbones) if model is None else model.predict_proba(X)[:, 1]
+            pred = calibrator.transform(raw)
+        return np.where(has_frames(X, self.backbones), pred, self.prior)

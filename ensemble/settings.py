@@ -1,0 +1,67 @@
+"""The ensemble stage's config tables, checked: ``[ensemble]``, ``[ensemble.lightgbm]``, and the keys it reads
+of ``[extract]`` (the backbone names) and ``[splits]`` (the fold count of ``ensemble blend``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.config import Table, section, seed
+from common.errors import DataError
+
+from .rules import Rule
+
+LIGHTGBM_FEATURES = ("scores", "all")
+BOOST_FROM = ("weighted", "logistic", "none")
+
+
+@dataclass(frozen=True)
+class LightGBMSettings:
+    features: str                 # "scores" or "all"
+    boost_from: str               # "weighted", "logistic" or "none"
+    monotone: bool
+    params: dict                  # the booster's parameters, n_estimators and early_stopping_rounds
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    seed: int
+    backbones: tuple[str, ...]    # [extract] backbones: the feature files combined
+    rules: tuple[Rule, ...]
+    clip_eps: tuple[float, ...]
+    logistic_c: float
+    pca_components: int
+    lightgbm: LightGBMSettings
+    folds: int                    # [splits] folds: the CV folds of `ensemble blend`
+
+
+def lightgbm_settings(t: Table) -> LightGBMSettings:
+    params = {
+        "num_leaves": t.integer("num_leaves", 2, 131072), "learning_rate": t.number("learning_rate", 0, 1, True),
+        "n_estimators": t.integer("n_estimators", 1), "min_child_samples": t.integer("min_child_samples", 1),
+        "subsample": t.number("subsample", 0, 1, True), "subsample_freq": t.integer("subsample_freq", 0),
+        "colsample_bytree": t.number("colsample_bytree", 0, 1, True), "reg_lambda": t.number("reg_lambda", 0),
+        "early_stopping_rounds": t.integer("early_stopping_rounds", 1),
+    }
+    # keep the config's own values (an integer learning rate stays an int), as the booster received them before
+    params = {k: t.raw(k) for k in params}
+    return LightGBMSettings(t.choice("features", LIGHTGBM_FEATURES), t.choice("boost_from", BOOST_FROM),
+                            t.boolean("monotone"), params)
+
+
+def load_settings(config: dict) -> EnsembleSettings:
+    t = section(config, "ensemble")
+    rules = tuple(Rule.parse(r, f"{t.source}: rules") for r in _rule_texts(t))
+    if "mean" not in [r.label for r in rules]:
+        raise DataError(f"{t.source}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
+    return EnsembleSettings(
+        seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
+        clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
+        logistic_c=t.number("logistic_c", 0, open_low=True), pca_components=t.integer("pca_components", 0),
+        lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
+        folds=section(config, "splits").integer("folds", 2))
+
+
+def _rule_texts(t: Table) -> list[str]:
+    rules = t.strings("rules")
+    if len({Rule.parse(r, t.source).label for r in rules}) != len(rules):
+        raise DataError(f"{t.source}: rules = {rules!r}, expected distinct rules")
+    return rules

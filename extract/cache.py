@@ -1,0 +1,84 @@
+"""The feature cache, ``data/features/<NAME>/<backbone>.parquet``, written and read without TensorFlow.
+
+One row per readable crop, sorted by (video, frame, face): ``video`` string, ``frame`` int32, ``face`` int16,
+``score`` float32 (P(FAKE) of the frame) and ``embedding``, a fixed-size list of float32 (the backbone's pooled
+features). The file's metadata holds the run key (what the rows depend on) and the embedding length.
+This module imports only pyarrow, numpy and pandas: the ensemble and evaluation stages read the cache with it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common.atomic import atomic_path
+from common.errors import DataError
+
+META_KEY = b"deepfake_ensemble"
+COLUMNS = ("video", "frame", "face", "score", "embedding")
+
+
+def feature_table(video, frame, face, score, embedding: np.ndarray, key: str, dim: int) -> pa.Table:
+    """Rows of the cache: (n,) video, frame, face and score, (n, dim) embeddings, tagged with the run key."""
+    flat = pa.array(np.asarray(embedding).reshape(-1).astype(np.float32), pa.float32())
+    table = pa.table({
+        "video": pa.array(video, pa.string()), "frame": pa.array(frame, pa.int32()),
+        "face": pa.array(face, pa.int16()), "score": pa.array(score, pa.float32()),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })
+    meta = {"key": key, "embedding_dim": dim}
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
+def write_table(table: pa.Table, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+
+
+def file_key(path: Path) -> str | None:
+    """The run key a cache file (or chunk) was written with; None when it is unreadable or has none."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta.get(META_KEY, b"{}")).get("key")
+    except (OSError, pa.ArrowInvalid, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A cache file as (``video, frame, face, score`` table (n rows), embeddings float32 (n, D)).
+
+    Refuses, in one line naming the file and the first bad row, a file that is not a feature cache, a score
+    that is NaN, infinite or outside [0, 1], and a NaN or infinite embedding."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{path}: not a readable feature file ({str(e).splitlines()[0][:160]})") from None
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    emb = table.column("embedding").combine_chunks() if "embedding" in table.column_names else None
+    if missing or not pa.types.is_fixed_size_list(emb.type):
+        raise DataError(f"{path}: not a feature file (needs columns {', '.join(COLUMNS)}, embedding a "
+                        f"fixed-size list{'; missing ' + ', '.join(missing) if missing else ''})")
+    dim = emb.type.list_size
+    flat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    frames = table.drop(["embedding"]).to_pandas()
+    score = frames["score"].to_numpy(np.float64)
+    bad_score = ~(np.isfinite(score) & (score >= 0) & (score <= 1))
+    if bad_score.any():
+        raise DataError(_bad_row(path, frames, bad_score, f"score {score[bad_score][0]!r} is not a probability "
+                                                          "in [0, 1]"))
+    bad_emb = ~np.isfinite(flat).all(axis=1)
+    if bad_emb.any():
+        raise DataError(_bad_row(path, frames, bad_emb, "embedding holds NaN or infinity"))
+    return frames, flat
+
+
+def _bad_row(path: Path, frames: pd.DataFrame, bad: np.ndarray, what: str) -> str:
+    i = int(np.flatnonzero(bad)[0])
+    row = frames.iloc[i]
+    more = f" ({int(bad.sum()) - 1} more rows like it)" if bad.sum() > 1 else ""
+    return f"{path}: row {i} (video {row['video']}, frame {row['frame']}, face {row['face']}): {what}{more}"
