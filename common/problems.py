@@ -32,6 +32,6 @@ class Problems:
     def as_dict(self) -> dict[str, list[str]]:
         return {kind: list(items) for kind, items in self._items.items()}
 
-    def warn(self, stream=sys.stderr) -> None:
+    def warn(self, stream=None) -> None:
         for line in self.lines():
-            print(f"warning: {line}", file=stream)
+            print(f"warning: {line}", file=stream or sys.stderr)

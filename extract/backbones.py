@@ -6,6 +6,7 @@ pipeline, not inside the model, so saved models hold only standard layers.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -142,16 +143,31 @@ def feature_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.get_layer(EMBEDDING_LAYER).output, model.output])
 
 
-def load_classifier(path: Path) -> keras.Model:
-    """Load a saved classifier in Keras safe mode: a file with a Lambda layer (arbitrary code) is refused."""
-    if not path.exists():
-        raise DataError(f"{path}: model not found; run 'make features' (python -m extract train) first")
+def load_keras(path: Path, compile: bool = False) -> keras.Model:
+    """Load a ``.keras`` file in Keras safe mode: a Lambda layer (arbitrary code) is refused, and a file that is
+    not a whole ``.keras`` archive (truncated, random bytes) is a one-line error saying so."""
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise DataError(f"{path}: not a .keras model file (not a whole zip archive: {e})") from None
+    if damaged is not None or "config.json" not in names:
+        raise DataError(f"{path}: not a .keras model file ("
+                        f"{f'damaged member {damaged}' if damaged else 'no config.json inside'})")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except ValueError as e:
         if "lambda" in str(e).lower() or "safe_mode" in str(e):
             raise DataError(f"{path}: refused, the model holds a Lambda layer (arbitrary code); only models "
                             "made of standard layers are loaded (Keras safe mode)") from None
         raise DataError(f"{path}: not a loadable Keras model: {str(e).splitlines()[0][:200]}") from None
-    except (OSError, KeyError) as e:
-        raise DataError(f"{path}: not a loadable Keras model: {e}") from None
+    except (OSError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a loadable Keras model: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def load_classifier(path: Path) -> keras.Model:
+    """A saved classifier (see :func:`load_keras`)."""
+    if not path.exists():
+        raise DataError(f"{path}: model not found; run 'make features' (python -m extract train) first")
+    return load_keras(path)

@@ -24,16 +24,14 @@ from sklearn.metrics import roc_auc_score
 
 from common.atomic import write_json
 from common.errors import DataError
+from common.metrics import KAGGLE_EPS, log_loss
 from data.sampling import SamplingPolicy
 from data.tables import load_tables
 
-from .backbones import build_model, get_backbone, load_classifier
+from .backbones import build_model, get_backbone, load_classifier, load_keras
 from .pipeline import View, eval_dataset, load_images, train_dataset
 from .runtime import infer
 from .settings import BackboneSpec, ExtractSettings, TrainSettings
-
-EPS = 1e-15
-
 
 def training_rows(interim: Path, train: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """Face crops of the labelled ``train`` split: (fit rows, validation rows, dataset root)."""
@@ -76,11 +74,10 @@ def sample_weights(labels: np.ndarray, mode: str) -> np.ndarray:
 
 
 def frame_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Frame-level log-loss, class-balanced log-loss (mean of the REAL and FAKE halves) and ROC AUC."""
-    p = np.clip(p.astype(np.float64), EPS, 1 - EPS)
-    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-    return {"log_loss": float(losses.mean()),
-            "balanced_log_loss": float(np.mean([losses[y == c].mean() for c in (0, 1)])),
+    """Frame-level Kaggle log-loss, class-balanced log-loss (mean of the REAL and FAKE halves) and ROC AUC."""
+    p = np.clip(p.astype(np.float64), KAGGLE_EPS, 1 - KAGGLE_EPS)
+    return {"log_loss": log_loss(y, p),
+            "balanced_log_loss": float(np.mean([log_loss(y[y == c], p[y == c]) for c in (0, 1)])),
             "auc": float(roc_auc_score(y, p))}
 
 
@@ -130,14 +127,125 @@ def learning_rate(train: TrainSettings, n_crops: int):
     return keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=steps)
 
 
+def _resume(work: Path, key: str) -> dict:
+    """The training state of an interrupted run with this key, or a fresh one (its folder emptied)."""
+    state_file = work / "state.json"
+    state = None
+    if state_file.exists():
+        try:
+            state = json.loads(state_file.read_text())
+        except ValueError:
+            state = None
+    if not isinstance(state, dict) or state.get("key") != key:
+        shutil.rmtree(work, ignore_errors=True)
+        state = {"key": key, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
+    work.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def _model(spec: BackboneSpec, train: TrainSettings, state: dict, work: Path, runtime: Runtime, n_crops: int
+           ) -> keras.Model:
+    """The compiled model: the checkpoint of the last finished epoch (safe mode), or a new one."""
+    with runtime.strategy.scope():
+        if state["epoch"] > 0:
+            model = load_keras(work / state["checkpoint"], compile=True)
+            print(f"{spec.name}: resuming after epoch {state['epoch']}")
+            return model
+        model = build_model(spec.name, spec.input_size, spec.weights, train.dropout)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(train, n_crops)), loss="binary_crossentropy")
+        return model
+
+
+def _training_source(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFrame, root: Path):
+    """(decoded images or paths, labels, sample weights) of the readable training crops. Every crop is decoded
+    once: into memory when they fit in ``cache_mb``, else only to find the unreadable ones."""
+    paths = np.array([str(root / p) for p in fit["path"]])
+    cache = (len(fit) * spec.input_size**2 * 3) / 2**20 <= settings.train.cache_mb
+    images, readable = load_images(paths, spec.view, settings.batch_size, keep=cache)
+    for path in paths[~readable]:
+        print(f"warning: unreadable training crop skipped: {path}", file=sys.stderr)
+    y = fit["label"].to_numpy()[readable]
+    return (images[readable] if cache else paths[readable]), y, sample_weights(y, settings.train.class_weight)
+
+
+def _validate(model: keras.Model, spec: BackboneSpec, val: pd.DataFrame, root: Path, batch_size: int,
+              runtime: Runtime) -> dict[str, float]:
+    """Frame metrics of the readable validation crops."""
+    paths = np.array([str(root / p) for p in val["path"]])
+    y = val["label"].to_numpy()
+    scores = predict_scores(model, paths, spec.view, get_backbone(spec.name).preprocess, batch_size, runtime)
+    ok = ~np.isnan(scores)
+    if not ok.all():
+        print(f"warning: {int((~ok).sum())} unreadable validation crops skipped, e.g. {paths[~ok][0]}",
+              file=sys.stderr)
+    if len(np.unique(y[ok])) < 2:
+        raise DataError(f"{spec.name}: the readable validation crops hold one class only")
+    return frame_metrics(y[ok], scores[ok])
+
+
+def _fit_epoch(model: keras.Model, spec: BackboneSpec, settings: ExtractSettings, source, epoch: int) -> float:
+    """One epoch whose batches and randomness depend only on (seed, epoch); returns the training loss."""
+    keras.utils.set_random_seed(settings.seed * 1000 + epoch)
+    reseed(model, settings.seed * 1000 + epoch)
+    images, y, weights = source
+    ds = train_dataset(images, y, weights, spec.view, get_backbone(spec.name).preprocess, settings.train.batch_size,
+                       settings.seed, epoch, settings.train.augment)
+    with warnings.catch_warnings():
+        # one tf.data epoch per fit call, shuffled by us and of unknown length after ignore_errors
+        warnings.filterwarnings("ignore", message=".*(shuffle=True|ran out of data).*")
+        history = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=1 if sys.stdout.isatty() else 2)
+    return float(history.history["loss"][-1])
+
+
+def _checkpoint(model: keras.Model, work: Path, state: dict, metrics: dict, loss: float, seconds: float) -> bool:
+    """Record an epoch: history, best weights when validation improved, the model and then the state that names
+    it (a kill between the two writes leaves the previous, consistent pair). Returns whether it improved."""
+    epoch = state["epoch"]
+    state["history"].append({"epoch": epoch + 1, "loss": loss, **{f"val_{k}": v for k, v in metrics.items()},
+                             "seconds": round(seconds, 2)})
+    state["seconds"] += seconds
+    improved = state["best"] is None or metrics["balanced_log_loss"] < state["best"] - 1e-4
+    if improved:
+        state.update(best=metrics["balanced_log_loss"], best_epoch=epoch + 1, wait=0)
+        model.save_weights(work / ".best.weights.h5")
+        os.replace(work / ".best.weights.h5", work / "best.weights.h5")
+    else:
+        state["wait"] += 1
+    state["epoch"] = epoch + 1
+    state["checkpoint"] = f"epoch-{epoch + 1:03d}.keras"
+    save_model(model, work / state["checkpoint"])
+    write_json(work / "state.json", state)
+    for old in work.glob("epoch-*.keras"):
+        if old.name != state["checkpoint"]:
+            old.unlink()
+    return improved
+
+
+def _card(spec: BackboneSpec, settings: ExtractSettings, config: dict, state: dict, done_key: str,
+          fingerprint: str, fit: pd.DataFrame, val: pd.DataFrame, fit_y: np.ndarray) -> dict:
+    best = state["history"][state["best_epoch"] - 1]
+    return {
+        "backbone": spec.name, "run_key": done_key, "input_size": spec.input_size,
+        "center_crop": spec.center_crop, "weights": spec.weights,
+        "model_file": f"{spec.name}.keras",
+        "config": {"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
+        "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
+                 "val_crops": len(val), "val_videos": int(val["video"].nunique()),
+                 "val_fold": settings.train.val_fold, "fake_share": float(fit_y.mean())},
+        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "history": state["history"], "train_seconds": round(state["seconds"], 1),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+    }
+
+
 def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFrame, val: pd.DataFrame,
                    root: Path, models_dir: Path, config: dict) -> dict:
-    """Train one backbone with per-epoch checkpoints; returns its model card."""
+    """Train one backbone with per-epoch checkpoints (resumed after a kill); returns its model card."""
     train = settings.train
-    backbone = get_backbone(spec.name)
     fingerprint = data_fingerprint(pd.concat([fit, val]), root)
     key = _run_key(spec, settings, fingerprint)
-    done_key = hashlib.sha256(f"{key}|{settings.train.epochs}|{settings.train.patience}".encode()).hexdigest()
+    done_key = hashlib.sha256(f"{key}|{train.epochs}|{train.patience}".encode()).hexdigest()
     card_file = models_dir / f"{spec.name}.json"
     if card_file.exists() and (models_dir / f"{spec.name}.keras").exists():
         card = json.loads(card_file.read_text())
@@ -145,95 +253,24 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
             print(f"{spec.name}: {models_dir / spec.name}.keras is up to date")
             return card
     work = models_dir / f".train-{spec.name}"
-    state_file = work / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else None
-    if state is None or state.get("key") != key:
-        shutil.rmtree(work, ignore_errors=True)
-        state = {"key": key, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
-    work.mkdir(parents=True, exist_ok=True)
-
+    state = _resume(work, key)
     runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
                     seed=settings.seed, deterministic=True)
-    with runtime.strategy.scope():
-        if state["epoch"] > 0:
-            model = keras.saving.load_model(work / state["checkpoint"], compile=True, safe_mode=True)
-            print(f"{spec.name}: resuming after epoch {state['epoch']}")
-        else:
-            model = build_model(spec.name, spec.input_size, spec.weights, train.dropout)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate(train, len(fit))), loss="binary_crossentropy")
-
-    paths = lambda rows: np.array([str(root / p) for p in rows["path"]])  # noqa: E731
-    fit_paths, val_paths = paths(fit), paths(val)
-    fit_y, val_y = fit["label"].to_numpy(), val["label"].to_numpy()
-    # decode every training crop once: into memory when they fit in cache_mb, else only to find unreadable ones
-    cache = (len(fit) * spec.input_size**2 * 3) / 2**20 <= train.cache_mb
-    images, readable = load_images(fit_paths, spec.view, settings.batch_size, keep=cache)
-    for path in fit_paths[~readable]:
-        print(f"warning: unreadable training crop skipped: {path}", file=sys.stderr)
-    fit_source = images[readable] if cache else fit_paths[readable]
-    fit_y = fit_y[readable]
-    weights = sample_weights(fit_y, train.class_weight)
-    verbose = 1 if sys.stdout.isatty() else 2
+    model = _model(spec, train, state, work, runtime, len(fit))
+    source = _training_source(spec, settings, fit, root)
     print(f"{spec.name}: {len(fit)} training crops ({fit['video'].nunique()} videos), {len(val)} validation crops "
           f"({val['video'].nunique()} videos), input {spec.input_size}px (centre {spec.center_crop:g}), "
           f"weights {spec.weights}, {runtime.describe()}")
     while state["epoch"] < train.epochs and state["wait"] < train.patience:
-        epoch = state["epoch"]
         start = time.perf_counter()
-        keras.utils.set_random_seed(settings.seed * 1000 + epoch)
-        reseed(model, settings.seed * 1000 + epoch)
-        ds = train_dataset(fit_source, fit_y, weights, spec.view, backbone.preprocess, train.batch_size,
-                           settings.seed, epoch, train.augment)
-        with warnings.catch_warnings():
-            # one tf.data epoch per fit call, shuffled by us and of unknown length after ignore_errors
-            warnings.filterwarnings("ignore", message=".*(shuffle=True|ran out of data).*")
-            history = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose)
-        scores = predict_scores(model, val_paths, spec.view, backbone.preprocess, settings.batch_size, runtime)
-        ok = ~np.isnan(scores)
-        if not ok.all():
-            print(f"warning: {int((~ok).sum())} unreadable validation crops skipped, e.g. "
-                  f"{val_paths[~ok][0]}", file=sys.stderr)
-        if len(np.unique(val_y[ok])) < 2:
-            raise DataError(f"{spec.name}: the readable validation crops hold one class only")
-        metrics = frame_metrics(val_y[ok], scores[ok])
-        seconds = time.perf_counter() - start
-        state["history"].append({"epoch": epoch + 1, "loss": float(history.history["loss"][-1]),
-                                 **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(seconds, 2)})
-        state["seconds"] += seconds
-        improved = state["best"] is None or metrics["balanced_log_loss"] < state["best"] - 1e-4
-        if improved:
-            state.update(best=metrics["balanced_log_loss"], best_epoch=epoch + 1, wait=0)
-            model.save_weights(work / ".best.weights.h5")
-            os.replace(work / ".best.weights.h5", work / "best.weights.h5")
-        else:
-            state["wait"] += 1
-        # the checkpoint is named by its epoch and the state names it: a kill between the two writes
-        # leaves the previous, consistent pair
-        state["epoch"] = epoch + 1
-        state["checkpoint"] = f"epoch-{epoch + 1:03d}.keras"
-        save_model(model, work / state["checkpoint"])
-        write_json(state_file, state)
-        for old in work.glob("epoch-*.keras"):
-            if old.name != state["checkpoint"]:
-                old.unlink()
-        print(f"{spec.name}: epoch {epoch + 1}: val balanced log-loss {metrics['balanced_log_loss']:.4f}, "
-              f"AUC {metrics['auc']:.4f}{' (best)' if improved else ''}, {seconds:.1f} s")
+        loss = _fit_epoch(model, spec, settings, source, state["epoch"])
+        metrics = _validate(model, spec, val, root, settings.batch_size, runtime)
+        improved = _checkpoint(model, work, state, metrics, loss, time.perf_counter() - start)
+        print(f"{spec.name}: epoch {state['epoch']}: val balanced log-loss {metrics['balanced_log_loss']:.4f}, "
+              f"AUC {metrics['auc']:.4f}{' (best)' if improved else ''}, {state['history'][-1]['seconds']:.1f} s")
 
     model.load_weights(work / "best.weights.h5")
-    best = state["history"][state["best_epoch"] - 1]
-    card = {
-        "backbone": spec.name, "run_key": done_key, "input_size": spec.input_size,
-        "center_crop": spec.center_crop, "weights": spec.weights,
-        "model_file": f"{spec.name}.keras",
-        "config": {"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
-        "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
-                 "val_crops": len(val), "val_videos": int(val["video"].nunique()),
-                 "val_fold": train.val_fold, "fake_share": float(fit_y.mean())},
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-        "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
-        "history": state["history"], "train_seconds": round(state["seconds"], 1),
-        "tensorflow": tf.__version__, "keras": keras.__version__,
-    }
+    card = _card(spec, settings, config, state, done_key, fingerprint, fit, val, source[1])
     save_model(model, models_dir / f"{spec.name}.keras")
     write_json(card_file, card)
     load_classifier(models_dir / f"{spec.name}.keras")   # the saved file must load in safe mode

@@ -1,9 +1,13 @@
 """Shared helpers: tiny face-layout datasets written the way other programs write them."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +36,40 @@ def write_video(root: Path, stem: str, frames, extra_faces=()) -> Path:
     return folder
 
 
-def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """``python -m <args>`` as a user would run it, from the repository root."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=env)
+# Commands that run a TensorFlow model get a process of their own, as a user's run would: TensorFlow's runtime
+# (threads, seeds, op determinism, precision policy) is set once per process.
+TENSORFLOW_COMMANDS = {("extract",), ("data", "faces"), ("data", "bench"), ("evaluate", "predict")}
+
+
+def run_cli(*args: str, cwd: Path = REPO, subprocess_run: bool | None = None) -> subprocess.CompletedProcess:
+    """``python -m <args>`` as a user would run it, from ``cwd``: stdout, stderr and the exit code.
+
+    Commands without TensorFlow run in this process (``<stage>.__main__``'s parser through the same
+    ``common.cli.run`` entry point), which saves a Python start-up per call; an uncaught exception comes
+    back as its traceback on stderr with exit code 1, as ``python -m`` would print it."""
+    if subprocess_run is None:
+        subprocess_run = args[:1] in TENSORFLOW_COMMANDS or args[:2] in TENSORFLOW_COMMANDS
+    if subprocess_run:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    from common.cli import run
+
+    parser = importlib.import_module(f"{args[0]}.__main__").build_parser()
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = run(parser, list(args[1:]))
+            except SystemExit as e:       # argparse: --help, usage errors
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception:             # noqa: BLE001  (what `python -m` would print)
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["python", "-m", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -70,5 +70,36 @@ def test_safe_loading_refuses_a_lambda_layer(tmp_path):
     build_model("smallcnn", 32).save(good)
     assert load_classifier(good).name == "smallcnn_classifier"
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="not a loadable Keras model"):
+    with pytest.raises(DataError, match="not a .keras model file"):
         load_classifier(tmp_path / "junk.keras")
+
+
+def test_training_resumes_only_from_a_safe_whole_checkpoint(tmp_path):
+    """Issue #10, case 7: the checkpoint `extract train` resumes from goes through the same safe loader."""
+    from common.config import load_config
+    from common.tensorflow_setup import setup
+    from extract.settings import load_settings
+    from extract.train import _model
+
+    settings = load_settings(load_config())
+    spec, runtime = settings.backbones[0], setup()
+    state = {"epoch": 1, "checkpoint": "epoch-001.keras"}
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
+    good = build_model("smallcnn", 32)
+    good.compile(optimizer="adam", loss="binary_crossentropy")
+    good.save(tmp_path / "good.keras")
+    whole = (tmp_path / "good.keras").read_bytes()
+    for name, content, words in (("lambda", None, "refused, the model holds a Lambda layer"),
+                                 ("truncated", whole[: len(whole) // 2], "not a .keras model file"),
+                                 ("random", np.random.default_rng(0).bytes(4096), "not a .keras model file")):
+        work = tmp_path / name
+        work.mkdir()
+        source = tmp_path / "lambda.keras"
+        (work / "epoch-001.keras").write_bytes(source.read_bytes() if content is None else content)
+        with pytest.raises(DataError, match=words) as err:
+            _model(spec, settings.train, state, work, runtime, 100)
+        assert str(work / "epoch-001.keras") in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "epoch-001.keras").write_bytes(whole)
+    assert _model(spec, settings.train, state, tmp_path / "ok", runtime, 100).name == "smallcnn_classifier"
