@@ -75,7 +75,7 @@ $(REPORTS)/submission.csv: $(PREDICT)/videos.parquet
 submission: $(REPORTS)/submission.csv
 
 test: $(SETUP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n auto --dist loadfile
 
 bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --config $(CONFIG)

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-
 _LIBC = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2

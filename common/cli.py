@@ -31,6 +31,15 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
                         help="config file overlaid on configs/default.toml (default: configs/default.toml)")
 
 
+def add_name_flag(parser: argparse.ArgumentParser, help: str = "dataset name") -> None:
+    parser.add_argument("--name", default="synthetic", help=f"{help} (default: synthetic)")
+
+
+def add_folder_flag(parser: argparse.ArgumentParser, flag: str, default: str, help: str) -> None:
+    """A folder flag whose help ends with its default, e.g. ``--interim`` (default: data/interim)."""
+    parser.add_argument(flag, default=default, help=f"{help} (default: {default})")
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and call the sub-command's ``func(args)``; user errors become one line and an exit code.
 

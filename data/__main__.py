@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.cli import add_config_flag, check_name, run
+from common.cli import INTERIM, RAW, add_config_flag, add_folder_flag, add_name_flag, check_name, run
 from common.config import load_config
 
 from .settings import load_settings
@@ -109,16 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="dataset folder(s), deepfake-detection-faces-part-*.zip file(s), or metadata.json/.csv files")
     p.add_argument("--name", default="synthetic", help="dataset name, used in output paths (default: synthetic)")
-    p.add_argument("--out", default="data/interim", help="tables go to OUT/NAME (default: data/interim)")
-    p.add_argument("--raw", default="data/raw", help="zips are extracted to RAW/NAME/<zip name> (default: data/raw)")
+    add_folder_flag(p, "--out", INTERIM, "tables go to OUT/NAME")
+    add_folder_flag(p, "--raw", RAW, "zips are extracted to RAW/NAME/<zip name>")
     p.add_argument("--strict", action="store_true", help="treat every dataset problem as an error")
     add_config_flag(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("sheet", help="write a PNG contact sheet of REAL and FAKE crops",
                        description="A contact sheet: each row a REAL original and its FAKEs, one per method.")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
-    p.add_argument("--interim", default="data/interim", help="folder of prepared tables (default: data/interim)")
+    add_name_flag(p)
+    add_folder_flag(p, "--interim", INTERIM, "folder of prepared tables")
     p.add_argument("--out", default=None, help="PNG path (default: reports/NAME/contact_sheet.png)")
     p.add_argument("--families", type=int, default=6, help="rows to show (default: 6)")
     p.set_defaults(func=cmd_sheet)

@@ -24,11 +24,10 @@ from PIL import Image
 
 from common.atomic import atomic_dir, atomic_path
 from common.errors import DataError
-from .metadata import (VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name,
-                       video_stem)
 from common.problems import Problems
-from .settings import FaceParams
 
+from .metadata import VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name, video_stem
+from .settings import FaceParams
 
 # --- decoding -------------------------------------------------------------------------------------------
 
@@ -84,9 +83,10 @@ class FaceDetector:
     """MTCNN over batches of same-sized RGB frames; boxes come back in full-resolution pixels."""
 
     def __init__(self, params: FaceParams):
-        from common.tensorflow_setup import tf   # quiet TensorFlow start-up
         from mtcnn import MTCNN
         from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
+
+        from common.tensorflow_setup import tf  # quiet TensorFlow start-up
 
         self.params = params
         device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"

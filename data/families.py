@@ -1,8 +1,9 @@
 """Families: every FAKE derives from a REAL original; a family is that original and all its fakes."""
 from __future__ import annotations
 
-from .metadata import Entry
 from common.problems import Problems
+
+from .metadata import Entry
 
 
 def assign_families(entries: dict[str, Entry], problems: Problems) -> dict[str, str]:

@@ -18,14 +18,16 @@ import pandas as pd
 from common.atomic import atomic_dir, write_json
 from common.cli import check_name
 from common.errors import DataError
+from common.problems import Problems
+
 from .families import assign_families
 from .layout import face_folders, metadata_files, scan_folders
 from .metadata import Entry, merge_entries, read_metadata, video_name, video_stem
-from common.problems import Problems
 from .sampling import SamplingPolicy
 from .settings import SPLITS, DataSettings, load_settings
 from .splits import UNLABELED, assign_splits, check_no_family_leak
 from .zips import extract_zip
+
 
 @dataclass
 class Part:

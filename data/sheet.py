@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 
 from common.atomic import atomic_path
 from common.errors import DataError
+
 from .tables import load_tables
 
 

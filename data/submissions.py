@@ -14,9 +14,10 @@ import pandas as pd
 
 from common.errors import DataError
 from common.paths import input_file
+from common.problems import Problems
+
 from .families import assign_families
 from .metadata import VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name
-from common.problems import Problems
 
 
 @dataclass

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 from common.atomic import write_json, write_text
 from common.errors import DataError
+
 from .render import Identity, Pose, inner_mask, render
-from .settings import METHODS, SynthParams
+from .settings import SynthParams
 
 PARAMS_FILE = "synth.json"
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))

@@ -5,10 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import add_config_flag, run
+from common.cli import (FEATURES, INTERIM, MODELS, PREDICTIONS, add_config_flag, add_folder_flag, add_name_flag,
+                        check_name, run)
 from common.config import load_config, seed
 from common.errors import DataError
-from common.cli import check_name
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -59,12 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Video features per backbone, rules, a weighted blend, logistic and LightGBM "
                                    "stackers trained on the blend split with family-grouped OOF predictions, "
                                    "calibration chosen by CV; writes data/predictions/NAME/videos.parquet.")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    add_name_flag(p)
     p.add_argument("--backbone", nargs="+", metavar="NAME", help="backbones to combine (default: [extract] backbones)")
-    p.add_argument("--interim", default="data/interim", help="prepared tables folder (default: data/interim)")
-    p.add_argument("--features", default="data/features", help="frame features folder (default: data/features)")
-    p.add_argument("--out", default="data/predictions", help="predictions folder (default: data/predictions)")
-    p.add_argument("--models", default="models", help="models folder; combiners go to MODELS/NAME/ensemble")
+    add_folder_flag(p, "--interim", INTERIM, "prepared tables folder")
+    add_folder_flag(p, "--features", FEATURES, "frame features folder")
+    add_folder_flag(p, "--out", PREDICTIONS, "predictions folder")
+    add_folder_flag(p, "--models", MODELS, "models folder; combiners go to MODELS/NAME/ensemble")
     add_config_flag(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",

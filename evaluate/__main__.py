@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from common.cli import add_config_flag, run
+from common.cli import MODELS, PREDICTIONS, REPORTS, add_config_flag, add_folder_flag, add_name_flag, check_name, run
 from common.config import load_config
-from common.cli import check_name
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -23,7 +22,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .score import format_table, json_safe, score_files
-
     from .settings import load_settings
 
     settings = load_settings(load_config(args.config))
@@ -89,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Leaderboard of every method with family-grouped bootstrap intervals, on the "
                                    "test split and on the blend split's out-of-fold predictions; figures; writes "
                                    "reports/NAME/report.md, leaderboard.csv, metrics.json.")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
-    p.add_argument("--predictions", default="data/predictions", help="predictions folder (default: data/predictions)")
-    p.add_argument("--out", default="reports", help="reports folder; the report goes to OUT/NAME (default: reports)")
+    add_name_flag(p)
+    add_folder_flag(p, "--predictions", PREDICTIONS, "predictions folder")
+    add_folder_flag(p, "--out", REPORTS, "reports folder; the report goes to OUT/NAME")
     add_config_flag(p)
     p.set_defaults(func=cmd_report)
 
@@ -120,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes filename,label for the unlabelled videos (or the test split when every "
                                    "video is labelled) with the method chosen on the blend split's OOF log-loss. "
                                    "Videos without a face get the blend split's FAKE share (the prior).")
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
-    p.add_argument("--predictions", default="data/predictions", help="predictions folder (default: data/predictions)")
+    add_name_flag(p)
+    add_folder_flag(p, "--predictions", PREDICTIONS, "predictions folder")
     p.add_argument("--method", default=None,
                    help="method column to submit (default: the best on the blend split's OOF log-loss)")
     p.add_argument("--sample", default=None, metavar="PATH",
@@ -136,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pipeline's probability for each video, in one call.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".mp4 (or other video) files, or face-crop folders")
     p.add_argument("--name", default="synthetic", help="dataset whose trained models to use (default: synthetic)")
-    p.add_argument("--models", default="models", help="models folder; uses MODELS/NAME (default: models)")
+    add_folder_flag(p, "--models", MODELS, "models folder; uses MODELS/NAME")
     p.add_argument("--method", default=None,
                    help="method to apply (default: the best on the blend split's OOF log-loss at fit time)")
     p.add_argument("--frames", action="store_true", help="also print every face crop's score per backbone")

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from common.errors import DataError
+from common.problems import Problems
 from data.layout import scan_folders
 from data.metadata import VIDEO_SUFFIXES, video_name
-from common.problems import Problems
 from data.settings import DataSettings
 from data.settings import load_settings as load_data_settings
 

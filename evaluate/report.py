@@ -15,13 +15,19 @@ import numpy as np
 import pandas as pd
 
 from common.atomic import atomic_path, write_json, write_text
-from common.errors import DataError
 
 from . import figures
+from .metrics import (
+    KAGGLE_EPS,
+    all_metrics,
+    bootstrap_ci,
+    grouped_bootstrap_indices,
+    log_loss,
+    paired_bootstrap,
+    roc_auc,
+)
 from .predictions import load_predictions
 from .settings import load_settings
-from .metrics import (KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss,
-                      paired_bootstrap, roc_auc)
 
 PARTS = {"test": "test split", "blend": "blend split, out-of-fold"}
 METRIC_COLUMNS = ["log_loss", "log_loss_ci", "auc", "auc_ci", "balanced_log_loss", "ap", "eer", "brier", "ece",

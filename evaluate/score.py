@@ -12,10 +12,17 @@ import numpy as np
 import pandas as pd
 
 from common.errors import DataError
-from data.metadata import video_name
 from common.problems import Problems
-from data.submissions import (Predictions, check_names, listing, name_problems, read_labels, read_predictions,
-                              repeated_message)
+from data.metadata import video_name
+from data.submissions import (
+    Predictions,
+    check_names,
+    listing,
+    name_problems,
+    read_labels,
+    read_predictions,
+    repeated_message,
+)
 
 from .metrics import KAGGLE_EPS, all_metrics, bootstrap_ci, grouped_bootstrap_indices, log_loss
 

@@ -5,10 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import add_config_flag, run
+from common.cli import FEATURES, INTERIM, MODELS, add_config_flag, add_folder_flag, add_name_flag, check_name, run
 from common.config import load_config
 from common.errors import DataError
-from common.cli import check_name
 
 
 def _settings(args):
@@ -66,14 +65,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, out: bool = False) -> None:
-    p.add_argument("--name", default="synthetic", help="dataset name (default: synthetic)")
+    add_name_flag(p)
     p.add_argument("--backbone", nargs="+", metavar="NAME",
                    help="only these of the config's backbones (default: all of [extract] backbones)")
-    p.add_argument("--interim", default="data/interim", help="prepared tables folder (default: data/interim)")
-    p.add_argument("--models", default="models", help="models folder; models go to MODELS/NAME (default: models)")
+    add_folder_flag(p, "--interim", INTERIM, "prepared tables folder")
+    add_folder_flag(p, "--models", MODELS, "models folder; models go to MODELS/NAME")
     if out:
-        p.add_argument("--out", default="data/features",
-                       help="features folder; files go to OUT/NAME/<backbone>.parquet (default: data/features)")
+        add_folder_flag(p, "--out", FEATURES, "features folder; files go to OUT/NAME/<backbone>.parquet")
     add_config_flag(p)
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
-from keras import layers
-
 from common.errors import DataError
+from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
+
+layers = keras.layers
 
 EMBEDDING_LAYER = "embedding"
 SCRATCH_BN_MOMENTUM = 0.9

@@ -33,68 +33,59 @@ SETTINGS = [  # name, environment, intra-op threads, inter-op threads
 WARMUP_BATCHES = 3
 
 
-def _child(config_path: str | None, backbone: str, interim: Path, models: Path, frames: int, intra: int,
-           inter: int) -> dict:
-    """Measure a, b and c in this process."""
-    from PIL import Image
+def _timed(batches, step) -> float:
+    """Frames/s of ``step(batch) -> frames`` over ``batches``, after a few warm-up batches."""
+    it = iter(batches)
+    for _ in range(WARMUP_BATCHES):
+        batch = next(it, None)
+        if batch is not None:
+            step(batch)
+    start = time.perf_counter()
+    count = sum(step(b) for b in it)
+    return count / (time.perf_counter() - start)
 
-    from common.config import load_config
 
-    from common.tensorflow_setup import keras, tf
-    from .backbones import build_model, get_backbone, load_classifier
-    from .features import crop_rows, inference_model
-    from .pipeline import chunked_dataset
-    from .settings import load_settings
+def _model_only(model, runtime, pre, n: int, bs: int, size: int) -> float:
+    """a. the model alone, on one preprocessed batch in memory."""
+    from common.tensorflow_setup import tf
 
-    from common.tensorflow_setup import setup
     from .runtime import infer
 
-    interim, models = Path(interim), Path(models)
-    settings = load_settings(load_config(config_path))
-    runtime = setup(settings.mixed_precision, intra, inter)
-    spec = next(s for s in settings.backbones if s.name == backbone)
-    model_file = models / f"{backbone}.keras"
-    classifier = load_classifier(model_file) if model_file.exists() else build_model(backbone, spec.input_size)
-    model = inference_model(classifier, runtime)
-    pre = get_backbone(backbone).preprocess
-    rows, videos, root = crop_rows(interim)
-    rows = rows.iloc[:frames]
-    paths = np.array([str(root / p) for p in rows["path"]])
-    n, bs, size = len(paths), settings.batch_size, spec.input_size
-
-    def timed(batches, step) -> float:
-        """Frames/s of ``step(batch) -> frames`` over ``batches``, after a few warm-up batches."""
-        it = iter(batches)
-        for _ in range(WARMUP_BATCHES):
-            batch = next(it, None)
-            if batch is not None:
-                step(batch)
-        start = time.perf_counter()
-        count = sum(step(b) for b in it)
-        return count / (time.perf_counter() - start)
-
-    # a. model only, on preprocessed tensors in memory
     x = tf.constant(pre(np.random.default_rng(0).uniform(0, 255, (bs, size, size, 3)).astype("float32")))
 
     def on_tensors(batch):
         infer(model, batch, runtime)
         return int(batch.shape[0])
-    model_only = timed((x for _ in range(WARMUP_BATCHES + max(1, n // bs))), on_tensors)
+    return _timed((x for _ in range(WARMUP_BATCHES + max(1, n // bs))), on_tensors)
 
-    # b. the suite's pipeline from files, chunked as in `extract features`
-    chunk_of = {v: i // settings.chunk_videos for i, v in enumerate(videos)}
+
+def _pipeline(model, runtime, pre, rows, videos, paths, spec, chunk_videos: int, bs: int) -> float:
+    """b. the suite's tf.data pipeline from the files, cut into chunks as ``extract features`` cuts them."""
+    from .pipeline import chunked_dataset
+    from .runtime import infer
+
+    chunk_of = {v: i // chunk_videos for i, v in enumerate(videos)}
     chunk = rows["video"].map(chunk_of).to_numpy()
     bounds = [(int(k), int(np.flatnonzero(chunk == k)[0]), int(np.flatnonzero(chunk == k)[-1]) + 1)
               for k in np.unique(chunk)]
+
     def on_pipeline(batch):
         infer(model, batch[2], runtime)
         return int(batch[1].shape[0])
-    pipeline = timed(chunked_dataset(paths, bounds, spec.view, pre, bs), on_pipeline)
+    return _timed(chunked_dataset(paths, bounds, spec.view, pre, bs), on_pipeline)
 
-    # c. naive: PIL one image at a time in a PyDataset, model.predict per batch
+
+def _naive(model, pre, paths, spec, bs: int) -> float:
+    """c. PIL one image at a time in a ``keras.utils.PyDataset``, ``model.predict`` per batch."""
+    from PIL import Image
+
+    from common.tensorflow_setup import keras
+
+    size = spec.input_size
+
     class NaiveSequence(keras.utils.PyDataset):
         def __len__(self):
-            return -(-n // bs)
+            return -(-len(paths) // bs)
 
         def __getitem__(self, i):
             images = []
@@ -108,10 +99,38 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
             return pre(np.stack(images))
 
     seq = NaiveSequence()
+
     def per_batch_predict(batch):
         model.predict(batch, verbose=0)
         return len(batch)
-    naive = timed((seq[i] for i in range(len(seq))), per_batch_predict)
+    return _timed((seq[i] for i in range(len(seq))), per_batch_predict)
+
+
+def _child(config_path: str | None, backbone: str, interim: Path, models: Path, frames: int, intra: int,
+           inter: int) -> dict:
+    """Measure a, b and c in this process."""
+    from common.config import load_config
+    from common.tensorflow_setup import setup, tf
+
+    from .backbones import build_model, get_backbone, load_classifier
+    from .features import crop_rows, inference_model
+    from .settings import load_settings
+
+    interim, models = Path(interim), Path(models)
+    settings = load_settings(load_config(config_path))
+    runtime = setup(settings.mixed_precision, intra, inter)
+    spec = next(s for s in settings.backbones if s.name == backbone)
+    model_file = models / f"{backbone}.keras"
+    classifier = load_classifier(model_file) if model_file.exists() else build_model(backbone, spec.input_size)
+    model = inference_model(classifier, runtime)
+    pre = get_backbone(backbone).preprocess
+    rows, videos, root = crop_rows(interim)
+    rows = rows.iloc[:frames]
+    paths = np.array([str(root / p) for p in rows["path"]])
+    n, bs, size = len(paths), settings.batch_size, spec.input_size
+    model_only = _model_only(model, runtime, pre, n, bs, size)
+    pipeline = _pipeline(model, runtime, pre, rows, videos, paths, spec, settings.chunk_videos, bs)
+    naive = _naive(model, pre, paths, spec, bs)
     return {"frames": n, "batch_size": bs, "input_size": size, "model_only_fps": round(model_only, 1),
             "pipeline_fps": round(pipeline, 1), "naive_fps": round(naive, 1),
             "pipeline_vs_model_only": round(pipeline / model_only, 3), "pipeline_vs_naive": round(pipeline / naive, 3),

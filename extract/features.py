@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_path
 from common.errors import DataError
+from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.tables import load_tables
 
 from .backbones import feature_model, get_backbone, load_classifier
@@ -33,6 +33,7 @@ from .cache import feature_table, file_key, write_table
 from .pipeline import chunked_dataset
 from .runtime import infer, with_policy
 from .settings import BackboneSpec, ExtractSettings
+
 
 @dataclass(frozen=True)
 class Shard:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -82,7 +82,8 @@ def load_settings(config: dict) -> ExtractSettings:
     t = section(config, "extract")
     train = train_settings(section(config, "extract.train"), augment_settings(section(config, "extract.augment")))
     return ExtractSettings(
-        backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")), batch_size=t.integer("batch_size", 1),
+        backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")),
+        batch_size=t.integer("batch_size", 1),
         chunk_videos=t.integer("chunk_videos", 1), mixed_precision=t.choice("mixed_precision", ("auto", "on", "off")),
         intra_op_threads=t.integer("intra_op_threads", 0), inter_op_threads=t.integer("inter_op_threads", 0),
         train=train, seed=seed(config))

@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
@@ -25,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from common.atomic import write_json
 from common.errors import DataError
 from common.metrics import KAGGLE_EPS, log_loss
+from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.sampling import SamplingPolicy
 from data.tables import load_tables
 
@@ -32,6 +32,7 @@ from .backbones import build_model, get_backbone, load_classifier, load_keras
 from .pipeline import View, eval_dataset, load_images, train_dataset
 from .runtime import infer
 from .settings import BackboneSpec, ExtractSettings, TrainSettings
+
 
 def training_rows(interim: Path, train: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """Face crops of the labelled ``train`` split: (fit rows, validation rows, dataset root)."""

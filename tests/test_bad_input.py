@@ -3,7 +3,6 @@ exit code 2, nothing written, nothing lost. Cheap: tiny files, no training."""
 import json
 import multiprocessing
 import threading
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

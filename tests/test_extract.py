@@ -91,10 +91,9 @@ def test_features_file_schema_and_coverage(workspace):
 
 
 def test_scores_match_the_trained_classifier(workspace):
-    from extract.backbones import load_classifier
+    from extract.backbones import get_backbone, load_classifier
     from extract.features import load_features
     from extract.pipeline import View, eval_dataset
-    from extract.backbones import get_backbone
 
     table, emb = load_features(workspace / "features/synthetic/smallcnn.parquet")
     frames = pd.read_parquet(workspace / "interim/synthetic/frames.parquet").sort_values(["video", "frame", "face"])

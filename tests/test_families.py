@@ -1,6 +1,6 @@
+from common.problems import Problems
 from data.families import assign_families
 from data.metadata import Entry
-from common.problems import Problems
 
 
 def entries(*rows):

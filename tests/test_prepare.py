@@ -276,8 +276,8 @@ def test_corrupt_zip_is_one_line_error(tmp_path):
 
 
 def test_prepare_runs_the_leak_check_before_writing(tmp_path, monkeypatch, config):
-    from data import prepare as prepare_module
     from common.errors import DataError
+    from data import prepare as prepare_module
 
     def leaky(videos, fractions, folds, seed):
         out = videos.assign(split="train", fold=0)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
 from common.config import load_config
+from conftest import run_cli
 from data.render import inner_mask, render
 from data.settings import load_settings
 from data.synth import METHODS, identity, make_plan, pose, swap_frame
