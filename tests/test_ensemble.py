@@ -11,7 +11,7 @@ from common.config import load_config
 from common.metrics import log_loss
 from ensemble.fit import fit_predict, run_fit
 from ensemble.saved import load_stacker
-from ensemble.stackers import LogisticStack
+from ensemble.stackers import LightGBMStack, LogisticStack, WeightedBlend
 from extract.cache import feature_table as _table
 
 BACKBONES = ["cnn_a", "cnn_b"]
@@ -180,3 +180,42 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
         np.testing.assert_allclose(pred, out.loc[test, method].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=method)
     model, calibrator = load_stacker(models / "stack_logistic")
     assert isinstance(model, LogisticStack) and len(model.coef_) == len(model.columns)
+
+
+def _toy_columns(n: int = 240, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = pd.DataFrame({f"c{i}": 1 / (1 + np.exp(-(q * (2 * y - 1) + rng.normal(size=n))))
+                      for i, q in enumerate((2, 1, .3))})
+    return X, y, np.arange(n) % 4
+
+
+@pytest.mark.parametrize("make", [
+    lambda cols: WeightedBlend(cols),
+    lambda cols: LogisticStack(cols, 0.5),
+    lambda cols: LightGBMStack(cols, {"num_leaves": 4, "n_estimators": 20, "learning_rate": 0.1,
+                                      "early_stopping_rounds": 5, "min_child_samples": 5}, 0, base_columns=cols,
+                               base="weighted"),
+])
+def test_combiners_follow_scikit_learn_conventions(make):
+    """clone, fitted attributes ending in '_', (n, 2) probabilities, and scikit-learn's own cross_val_predict
+    giving exactly the OOF predictions of the project's cross-fitting helper."""
+    from sklearn.base import clone
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    from ensemble.crossfit import cross_fit
+
+    X, y, folds = _toy_columns()
+    est = make(list(X.columns))
+    params = est.get_params()
+    unfitted = set(vars(est))
+    assert est.fit(X, y) is est
+    assert all(name.endswith("_") for name in set(vars(est)) - unfitted)
+    proba = est.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1) and ((proba >= 0) & (proba <= 1)).all()
+    twin = clone(est)
+    assert twin.get_params().keys() == params.keys() and not hasattr(twin, "classes_")
+    sk = cross_val_predict(twin, X, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
+    ours = cross_fit(lambda: clone(est), X, y, folds).oof
+    np.testing.assert_array_equal(sk, ours)
+    assert log_loss(y, ours) < log_loss(y, np.full(len(y), y.mean()))
