@@ -56,8 +56,9 @@ def write_json(target: str | os.PathLike, obj) -> None:
 @contextmanager
 def locked(target: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on ``target``'s name (a ``.<name>.lock`` file beside it, removed on release), so
-    that writers of one dataset name take turns. A lock file unlinked by the previous holder is re-opened."""
+    that writers of one name replace it in turn. A lock file unlinked by the previous holder is re-opened."""
     target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
     while True:
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
@@ -71,8 +72,10 @@ def locked(target: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     finally:
-        os.unlink(lock)
-        os.close(fd)
+        try:
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -100,8 +103,9 @@ def _remove(path: Path) -> None:
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``target``; on success it replaces ``target`` whole.
 
-    Writers of one target take turns (:func:`locked`), and the old folder is swapped out in one atomic
-    exchange, so ``target`` is never missing, even to a reader, and concurrent runs never collide."""
+    Writers of one target swap in turn (:func:`locked`), so concurrent runs never collide, and the old folder is
+    swapped out in one atomic exchange, so ``target`` is never missing, even to a reader. Where the file system
+    cannot exchange (non-Linux), two renames under the lock leave it missing for that moment only."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))

@@ -2,7 +2,7 @@
 
 Every stage reads its tables through :class:`Table`, whose getters check a key's type and range where it is
 read; a bad value is one line naming the file, the table and the key, e.g.
-``my.toml [ensemble.lightgbm]: num_leaves = 'four', expected an integer >= 2``.
+``my.toml [ensemble.lightgbm]: num_leaves = 'four', expected an integer in [2, 131072]``.
 """
 from __future__ import annotations
 
@@ -78,11 +78,6 @@ class Table:
     def raw(self, key: str):
         return self.values[key]
 
-    def table(self, name: str) -> "Table":
-        """A sub-table, e.g. ``[ensemble.lightgbm]`` of ``[ensemble]``."""
-        head = self.source[:-1] if self.source.endswith("]") else f"{self.source} ["
-        return Table(self.values[name], f"{head}.{name}]" if self.source.endswith("]") else f"{head}{name}]")
-
     def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.values[key]
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -139,13 +134,14 @@ class Table:
             raise self._bad(key, "a non-empty list of numbers" + _describe_range(low, high, open_low, open_high))
         return [float(v) for v in value]
 
-    def number_range(self, key: str, low: float | None = None, high: float | None = None) -> tuple[float, float]:
-        """``[low, high]`` with low <= high, both within the given bounds."""
+    def number_range(self, key: str, low: float | None = None, high: float | None = None,
+                     integers: bool = False) -> tuple[float, float]:
+        """``[low, high]`` with low <= high, both within the given bounds (and whole numbers if ``integers``)."""
         value = self.values[key]
         if (not isinstance(value, list) or len(value) != 2 or not all(_in_range(v, low, high) for v in value)
-                or value[0] > value[1]):
-            raise self._bad(key, "[low, high] with low <= high" + _describe_range(low, high, False, False,
-                                                                                  prefix=", each"))
+                or value[0] > value[1] or integers and not all(isinstance(v, int) for v in value)):
+            raise self._bad(key, f"[low, high] of {'integers' if integers else 'numbers'} with low <= high"
+                            + _describe_range(low, high, False, False, prefix=", each"))
         return float(value[0]), float(value[1])
 
 

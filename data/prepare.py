@@ -21,7 +21,7 @@ from common.errors import DataError
 from common.problems import Problems
 
 from .families import assign_families
-from .layout import face_folders, metadata_files, scan_folders
+from .layout import CROP_NAME, face_folders, metadata_files, scan_folders
 from .metadata import Entry, merge_entries, read_metadata, video_name, video_stem
 from .sampling import SamplingPolicy
 from .settings import SPLITS, DataSettings, load_settings
@@ -59,10 +59,14 @@ def _parts_in(folder: Path, depth: int = PART_SEARCH_DEPTH) -> list[Part]:
     parts = search(folder, 0)
     if parts:
         return parts
-    while len(_subfolders(folder)) == 1 and not any(p.is_file() and not p.name.startswith(".")
-                                                     for p in folder.iterdir()):
-        folder = _subfolders(folder)[0]
+    while (len(_subfolders(folder)) == 1 and not _has_files(folder)
+           and not any(CROP_NAME.match(p.name) for p in _subfolders(folder)[0].iterdir())):
+        folder = _subfolders(folder)[0]      # a wrapper folder, not the one video folder of the part
     return [Part(folder, [])]
+
+
+def _has_files(folder: Path) -> bool:
+    return any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
 
 
 def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
@@ -132,6 +136,8 @@ def _entries(parts: list[Part], folders: dict[str, Path], unlisted_parts: set[st
             entries[video_name(stem)] = Entry(video_name(stem), None, None, None, str(folders[stem]))
         if mine:
             problems.add("parts without metadata: all their videos are unlabelled", str(part.root))
+        elif not any(folders[stem].parent == part.root for stem in folders):
+            problems.add("parts without metadata or video folders (nothing read)", str(part.root))
     if not entries:
         raise DataError(f"{_dataset_root(parts)}: no videos found (no metadata rows and no face folders)")
     return entries
@@ -250,7 +256,7 @@ def prepare(paths: list[str | Path], name: str, config: dict, out_root: Path, ra
         "sources": [str(_absolute(Path(p))) for p in paths],
         "parts": [{"root": str(_absolute(p.root)), "metadata": [str(_absolute(m)) for m in p.metadata]}
                   for p in parts],
-        "seed": config["seed"], "sampling": policy.__dict__, "splits": dict(config["splits"]),
+        "seed": settings.seed, "sampling": policy.__dict__, "splits": dict(config["splits"]),
         "n_videos": len(videos), "n_crops": len(frames),
         "problems": problems.as_dict(),
     }

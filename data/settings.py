@@ -87,7 +87,7 @@ class DataSettings:
 
 
 def synth_params(t: Table, master_seed: int) -> SynthParams:
-    q = t.number_range("jpeg_quality", 1, 100)
+    q = t.number_range("jpeg_quality", 1, 100, integers=True)
     return SynthParams(
         seed=master_seed, videos=t.integer("videos", 2), frames=t.integer("frames", 1), size=t.integer("size", 32),
         fakes_per_original=t.number("fakes_per_original", 0, open_low=True), frame_stride=t.integer("frame_stride", 1),

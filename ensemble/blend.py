@@ -105,8 +105,9 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     final = methods(names, c, seed)[best]().fit(Xl, y)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "blend.json", report)
+    submission = pd.DataFrame({"filename": X.index, "label": final.predict_proba(X)[:, 1]})
     for target, frame in (("oof.csv", pd.DataFrame({"filename": Xl.index, "label": oofs[best]})),
-                          ("submission.csv", pd.DataFrame({"filename": X.index, "label": final.predict_proba(X)[:, 1]}))):
+                          ("submission.csv", submission)):
         with atomic_path(out / target) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
     return report

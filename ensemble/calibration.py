@@ -65,7 +65,8 @@ def candidates(clip_eps: list[float]) -> list[Calibrator]:
     return [Calibrator("clip", {"eps": e}) for e in clip_eps] + [Calibrator("platt"), Calibrator("isotonic")]
 
 
-def choose(p: np.ndarray, y: np.ndarray, folds: np.ndarray, clip_eps: list[float]) -> tuple[Calibrator, dict, np.ndarray]:
+def choose(p: np.ndarray, y: np.ndarray, folds: np.ndarray, clip_eps: list[float]
+           ) -> tuple[Calibrator, dict, np.ndarray]:
     """Cross-fit every candidate over ``folds`` on out-of-fold predictions ``p``; return the best, refit on all,
     each candidate's CV log-loss, and the best one's cross-fitted calibrated predictions (n,)."""
     scores, fitted = {}, {}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.atomic import atomic_dir, write_json
+from common.atomic import atomic_dir, locked, write_json
 from common.errors import DataError
 from common.metrics import log_loss
 from extract.cache import load_features
@@ -176,9 +176,10 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     report = calibrate.report
     report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
 
-    write_ensemble(models_dir, saved, {"rules": [r.label for r in settings.rules], "backbones": backbones,
-                                       "prior": data.prior, "pca": pcas, "best_method": report["best_method"]})
-    with atomic_dir(out_dir) as tmp:
-        out.to_parquet(tmp / "videos.parquet", index=False)
-        write_json(tmp / "fit.json", report)
+    with locked(out_dir.with_name(f"{out_dir.name}.fit")):    # overlapping fits never mix models and predictions
+        write_ensemble(models_dir, saved, {"rules": [r.label for r in settings.rules], "backbones": backbones,
+                                           "prior": data.prior, "pca": pcas, "best_method": report["best_method"]})
+        with atomic_dir(out_dir) as tmp:
+            out.to_parquet(tmp / "videos.parquet", index=False)
+            write_json(tmp / "fit.json", report)
     return out, report

@@ -159,6 +159,15 @@ RULES: dict[str, tuple[Callable, float | None]] = {   # name: (function, default
 }
 
 
+PARAMETER_DOMAINS: dict[str, tuple[Callable[[float], bool], str]] = {   # name: (check, what it must be)
+    "trimmed_mean": (lambda p: 0 <= p < 0.5, "a fraction in [0, 0.5)"),
+    "topk_mean": (lambda p: p >= 1 and p == int(p), "a whole number of frames >= 1"),
+    "quantile": (lambda p: 0 <= p <= 1, "a quantile in [0, 1]"),
+    "frac_above": (lambda p: 0 <= p <= 1, "a threshold in [0, 1]"),
+    "confident": (lambda p: 0 <= p <= 1, "a threshold in [0, 1]"),
+}
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -180,6 +189,8 @@ class Rule:
             value = float(param) if param else default
         except ValueError:
             raise DataError(f"{where}: rule {text!r}: parameter must be a number") from None
+        if name in PARAMETER_DOMAINS and not PARAMETER_DOMAINS[name][0](value):    # NaN fails every check
+            raise DataError(f"{where}: rule {text!r}: the parameter must be {PARAMETER_DOMAINS[name][1]}")
         return cls(name, value)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 
 from common.atomic import atomic_dir, write_json, write_text
@@ -48,7 +49,7 @@ def load_stacker(path: Path):
         if "coef" in obj:
             return LogisticStack.from_json(obj), calibrator
         return None, calibrator
-    except (OSError, ValueError, KeyError, TypeError) as e:   # JSONDecodeError and LightGBM's errors included
+    except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as e:   # JSONDecodeError included
         raise DataError(f"{json_file}: not a saved combiner ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
                         ) from None
 

@@ -49,7 +49,7 @@ def lightgbm_settings(t: Table) -> LightGBMSettings:
 
 def load_settings(config: dict) -> EnsembleSettings:
     t = section(config, "ensemble")
-    rules = tuple(Rule.parse(r, f"{t.source}: rules") for r in _rule_texts(t))
+    rules = _rules(t)
     if "mean" not in [r.label for r in rules]:
         raise DataError(f"{t.source}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
     return EnsembleSettings(
@@ -60,8 +60,8 @@ def load_settings(config: dict) -> EnsembleSettings:
         folds=section(config, "splits").integer("folds", 2))
 
 
-def _rule_texts(t: Table) -> list[str]:
-    rules = t.strings("rules")
-    if len({Rule.parse(r, t.source).label for r in rules}) != len(rules):
-        raise DataError(f"{t.source}: rules = {rules!r}, expected distinct rules")
+def _rules(t: Table) -> tuple[Rule, ...]:
+    rules = tuple(Rule.parse(r, f"{t.source}: rules") for r in t.strings("rules"))
+    if len({r.label for r in rules}) != len(rules):
+        raise DataError(f"{t.source}: rules = {t.raw('rules')!r}, expected distinct rules")
     return rules

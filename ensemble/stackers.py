@@ -146,9 +146,9 @@ class LightGBMStack(Combiner):
         if valid is not None:
             sets = [lgb.Dataset(self._matrix(valid[0]), valid[1], init_score=self._init(valid[0]), reference=train)]
             callbacks = [lgb.early_stopping(self.params["early_stopping_rounds"], verbose=False)]
-        self.booster_ = lgb.train(self._lgb_params(), train,
-                                  num_boost_round=self.n_rounds or self.params["n_estimators"],
-                                  valid_sets=sets, callbacks=callbacks)
+        rounds = self.params["n_estimators"] if self.n_rounds is None else self.n_rounds
+        self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=rounds, valid_sets=sets,
+                                  callbacks=callbacks)
         self.best_iteration_ = self.booster_.best_iteration or self.booster_.current_iteration()
         self._fitted(y)
         return self

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from common.errors import DataError
+from common.errors import DataError, not_probabilities, row_error
 
 REQUIRED = ("video", "split", "label", "family")
 
@@ -43,9 +43,8 @@ def _check_labels(path: Path, table: pd.DataFrame) -> None:
     label = pd.to_numeric(table["label"], errors="coerce")
     bad = (label.notna() & ~label.isin([0, 1])) | (label.isna() & table["label"].notna())
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: row {i} (video {table['video'].iloc[i]}): label {table['label'].iloc[i]!r} is "
-                        "not 0 (REAL), 1 (FAKE) or empty")
+        raise row_error(path, bad.to_numpy(), lambda i: f"video {table['video'].iloc[i]}",
+                        lambda i: f"label {table['label'].iloc[i]!r} is not 0 (REAL), 1 (FAKE) or empty")
 
 
 def _check_probabilities(path: Path, table: pd.DataFrame, method: str) -> None:
@@ -53,12 +52,10 @@ def _check_probabilities(path: Path, table: pd.DataFrame, method: str) -> None:
         values = table[method].to_numpy(np.float64, na_value=np.nan)
     except (TypeError, ValueError):
         raise DataError(f"{path}: method column {method!r} is not numeric") from None
-    bad = ~(np.isfinite(values) & (values >= 0) & (values <= 1))
+    bad = not_probabilities(values)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        more = f" ({int(bad.sum()) - 1} more rows like it)" if bad.sum() > 1 else ""
-        raise DataError(f"{path}: row {i} (video {table['video'].iloc[i]}): {method} = {values[i]!r} is not a "
-                        f"probability in [0, 1]{more}")
+        raise row_error(path, bad, lambda i: f"video {table['video'].iloc[i]}",
+                        lambda i: f"{method} = {values[i]!r} is not a probability in [0, 1]")
 
 
 def _read_fit(path: Path) -> dict:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.atomic import atomic_path
-from common.errors import DataError
+from common.errors import DataError, not_probabilities, row_error
 
 META_KEY = b"deepfake_ensemble"
 COLUMNS = ("video", "frame", "face", "score", "embedding")
@@ -67,18 +67,13 @@ def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     flat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
     frames = table.drop(["embedding"]).to_pandas()
     score = frames["score"].to_numpy(np.float64)
-    bad_score = ~(np.isfinite(score) & (score >= 0) & (score <= 1))
-    if bad_score.any():
-        raise DataError(_bad_row(path, frames, bad_score, f"score {score[bad_score][0]!r} is not a probability "
-                                                          "in [0, 1]"))
-    bad_emb = ~np.isfinite(flat).all(axis=1)
-    if bad_emb.any():
-        raise DataError(_bad_row(path, frames, bad_emb, "embedding holds NaN or infinity"))
+
+    def describe(i: int) -> str:
+        return f"video {frames['video'].iloc[i]}, frame {frames['frame'].iloc[i]}, face {frames['face'].iloc[i]}"
+    bad = not_probabilities(score)
+    if bad.any():
+        raise row_error(path, bad, describe, lambda i: f"score {score[i]!r} is not a probability in [0, 1]")
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        raise row_error(path, bad, describe, lambda i: "embedding holds NaN or infinity")
     return frames, flat
-
-
-def _bad_row(path: Path, frames: pd.DataFrame, bad: np.ndarray, what: str) -> str:
-    i = int(np.flatnonzero(bad)[0])
-    row = frames.iloc[i]
-    more = f" ({int(bad.sum()) - 1} more rows like it)" if bad.sum() > 1 else ""
-    return f"{path}: row {i} (video {row['video']}, frame {row['frame']}, face {row['face']}): {what}{more}"

@@ -54,8 +54,11 @@ class ExtractSettings:
 
 
 def backbone_spec(config: dict, name: str) -> BackboneSpec:
-    get_backbone(name)
-    if name not in config.get("backbones", {}):
+    try:
+        get_backbone(name)
+    except DataError as e:
+        raise DataError(f"{section(config, 'extract').source}: backbones: {e}") from None
+    if name not in config["backbones"]:
         raise DataError(f"{config['_source']}: backbone {name!r} has no [backbones.{name}] table")
     t = section(config, f"backbones.{name}")
     t.values = {"weights": "none", "center_crop": 1.0, **t.values}
@@ -63,15 +66,15 @@ def backbone_spec(config: dict, name: str) -> BackboneSpec:
 
 
 def augment_settings(t: Table) -> Augment:
-    lo, hi = t.number_range("jpeg_quality", 1, 100)
+    lo, hi = t.number_range("jpeg_quality", 1, 100, integers=True)
     return Augment(flip=t.boolean("flip"), brightness=t.fraction("brightness"), contrast=t.fraction("contrast"),
                    jpeg_quality=(int(lo), int(hi)), jpeg_rate=t.fraction("jpeg_rate"), crop=t.fraction("crop"))
 
 
-def train_settings(t: Table, augment: Augment) -> TrainSettings:
+def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
     return TrainSettings(
         faces=t.choice("faces", ("first", "all")), frames_per_video=t.integer("frames_per_video", 0),
-        val_fold=t.integer("val_fold", 0), epochs=t.integer("epochs", 1), patience=t.integer("patience", 1),
+        val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1), patience=t.integer("patience", 1),
         batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
         lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
         class_weight=t.choice("class_weight", ("balanced", "none")),
@@ -80,7 +83,8 @@ def train_settings(t: Table, augment: Augment) -> TrainSettings:
 
 def load_settings(config: dict) -> ExtractSettings:
     t = section(config, "extract")
-    train = train_settings(section(config, "extract.train"), augment_settings(section(config, "extract.augment")))
+    train = train_settings(section(config, "extract.train"), augment_settings(section(config, "extract.augment")),
+                           section(config, "splits").integer("folds", 2))
     return ExtractSettings(
         backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")),
         batch_size=t.integer("batch_size", 1),

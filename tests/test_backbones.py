@@ -103,3 +103,22 @@ def test_training_resumes_only_from_a_safe_whole_checkpoint(tmp_path):
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "epoch-001.keras").write_bytes(whole)
     assert _model(spec, settings.train, state, tmp_path / "ok", runtime, 100).name == "smallcnn_classifier"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[extract]\nbackbones = ['nope']\n", "[extract]: backbones: unknown backbone 'nope'"),
+    ("[extract.train]\nval_fold = 7\n", "[extract.train]: val_fold = 7, expected an integer in [0, 4]"),
+    ("[extract.augment]\njpeg_quality = [60.5, 95]\n",
+     "[extract.augment]: jpeg_quality = [60.5, 95], expected [low, high] of integers"),
+    ("[backbones.smallcnn]\ncenter_crop = 0.1\n", "[backbones.smallcnn]: center_crop = 0.1"),
+    ("[extract.train]\naugment = 'yes'\n", "[extract.train]: augment = 'yes', expected true or false"),
+])
+def test_extract_settings_errors_name_file_table_and_key(tmp_path, text, words):
+    from common.config import load_config
+    from extract.settings import load_settings
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(DataError) as err:
+        load_settings(load_config(path))
+    assert str(path) in str(err.value) and words in str(err.value) and "\n" not in str(err.value)

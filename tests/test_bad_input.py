@@ -64,6 +64,19 @@ def test_a_folder_without_metadata_next_to_a_labelled_part_is_the_unlabeled_spli
     assert videos.drop(new.index)["label"].notna().all() and len(videos) == 15
 
 
+def test_an_unlabelled_part_of_one_video_folder_is_read_not_descended_into(tmp_path):
+    labelled, single = tmp_path / "labelled", tmp_path / "single"
+    write_video(labelled, "real0", [0])
+    write_video(labelled, "fake0", [0])
+    (labelled / "metadata.csv").write_text("filename,label,original\nreal0.mp4,REAL,\nfake0.mp4,FAKE,real0.mp4\n")
+    write_video(single, "onlyone", [0, 10])
+    res = run_cli("data", "prepare", "--data", str(labelled), str(single), "--name", "one",
+                  "--out", str(tmp_path / "interim"))
+    assert res.returncode == 0, res.stderr
+    videos = pd.read_parquet(tmp_path / "interim/one/videos.parquet").set_index("video")
+    assert videos.loc["onlyone.mp4", "split"] == "unlabeled" and videos.loc["onlyone.mp4", "n_frames"] == 2
+
+
 # 3. config values out of range stop the command before anything is written
 
 @pytest.mark.parametrize("text, words", [

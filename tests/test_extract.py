@@ -92,7 +92,7 @@ def test_features_file_schema_and_coverage(workspace):
 
 def test_scores_match_the_trained_classifier(workspace):
     from extract.backbones import get_backbone, load_classifier
-    from extract.features import load_features
+    from extract.cache import load_features
     from extract.pipeline import View, eval_dataset
 
     table, emb = load_features(workspace / "features/synthetic/smallcnn.parquet")

@@ -10,8 +10,8 @@ import pytest
 from common.config import load_config
 from conftest import run_cli
 from data.render import inner_mask, render
-from data.settings import load_settings
-from data.synth import METHODS, identity, make_plan, pose, swap_frame
+from data.settings import METHODS, load_settings
+from data.synth import identity, make_plan, pose, swap_frame
 
 QUIRKY = str(Path(__file__).parent / "configs" / "quirky.toml")
 FLAGS = ["--videos", "24", "--frames", "6", "--size", "64", "--seed", "3", "--config", QUIRKY, "--workers", "1"]
