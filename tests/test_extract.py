@@ -19,13 +19,13 @@ from conftest import REPO, run_cli
 TINY = str(Path(__file__).parent / "configs" / "tiny_extract.toml")
 
 
-def extract_cli(*args, root):
+def extract_cli(*args, root, subprocess_run=None):
     return run_cli("extract", *args, "--config", TINY, "--interim", str(root / "interim"),
-                   "--models", str(root / "models"), cwd=REPO)
+                   "--models", str(root / "models"), cwd=REPO, subprocess_run=subprocess_run)
 
 
-def features_cli(*args, root, out):
-    return extract_cli("features", *args, "--out", str(out), root=root)
+def features_cli(*args, root, out, subprocess_run=None):
+    return extract_cli("features", *args, "--out", str(out), root=root, subprocess_run=subprocess_run)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_training_writes_a_safe_model_and_a_card_from_the_train_split_only(works
 def test_a_second_train_run_is_up_to_date(workspace):
     model = workspace / "models/synthetic/smallcnn.keras"
     before = model.stat().st_mtime_ns
-    res = extract_cli("train", root=workspace)
+    res = extract_cli("train", root=workspace, subprocess_run=False)     # no training happens: in this process
     assert res.returncode == 0 and "up to date" in res.stdout and model.stat().st_mtime_ns == before
 
 
@@ -107,7 +107,7 @@ def test_scores_match_the_trained_classifier(workspace):
 
 def test_features_are_up_to_date_on_a_second_run(workspace):
     before = (workspace / "features/synthetic/smallcnn.parquet").stat().st_mtime_ns
-    res = features_cli(root=workspace, out=workspace / "features")
+    res = features_cli(root=workspace, out=workspace / "features", subprocess_run=False)   # nothing to compute
     assert res.returncode == 0 and "up to date" in res.stdout
     assert (workspace / "features/synthetic/smallcnn.parquet").stat().st_mtime_ns == before
 
@@ -179,13 +179,13 @@ def test_corrupt_crops_are_skipped_with_a_warning(workspace, tmp_path):
 
 
 def test_missing_prerequisites_name_the_command_to_run(tmp_path):
-    res = run_cli("extract", "train", "--config", TINY, "--interim", str(tmp_path / "none"))
+    res = run_cli("extract", "train", "--config", TINY, "--interim", str(tmp_path / "none"), subprocess_run=False)
     assert res.returncode == 2 and "run 'make data'" in res.stderr and res.stderr.count("\n") == 1
 
 
 def test_missing_model_names_the_command_to_run(workspace, tmp_path):
     res = run_cli("extract", "features", "--config", TINY, "--interim", str(workspace / "interim"),
-                  "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "f"))
+                  "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "f"), subprocess_run=False)
     assert res.returncode == 2 and "python -m extract train" in res.stderr and res.stderr.count("\n") == 1
 
 

@@ -177,8 +177,8 @@ def test_predict_gives_the_pipelines_probability(trained):
 def test_predict_errors(trained, tmp_path):
     root, config = trained
     res = run_cli("evaluate", "predict", str(tmp_path / "missing.txt"), "--name", "v", "--models",
-                  str(root / "models"), "--config", str(config))
+                  str(root / "models"), "--config", str(config), subprocess_run=False)
     assert res.returncode == 2 and "not a video file" in res.stderr and res.stderr.count("\n") == 1
     res = run_cli("evaluate", "predict", str(root / "clips" / "real00xx.mp4"), "--name", "nope", "--models",
-                  str(root / "models"), "--config", str(config))
+                  str(root / "models"), "--config", str(config), subprocess_run=False)
     assert res.returncode == 2 and "make ensemble" in res.stderr
