@@ -14,6 +14,8 @@ from typing import Any
 
 from .errors import DataError
 
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 2**31 - 1      # the largest count (rounds, samples, bins) the native libraries take
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
 
 
@@ -53,13 +55,13 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
         config = _merge(config, _read(Path(path)), Path(path))
     config["_source"] = str(path or DEFAULT_CONFIG)
-    Table(config, config["_source"]).integer("seed", 0)
+    seed(config)
     return config
 
 
 def seed(config: dict) -> int:
-    """The master seed, checked: an integer >= 0."""
-    return Table(config, config["_source"]).integer("seed", 0)
+    """The master seed, checked: an integer in [0, 2**32 - 1] (what NumPy, TensorFlow and LightGBM accept)."""
+    return Table(config, config["_source"]).integer("seed", 0, MAX_SEED)
 
 
 def _is_number(value) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.cli import INTERIM, RAW, add_config_flag, add_folder_flag, add_name_flag, check_name, run
 from common.config import load_config
+from common.paths import output_file
 
 from .settings import load_settings
 
@@ -37,7 +38,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_sheet(args: argparse.Namespace) -> int:
     from .sheet import NothingToShow, contact_sheet
 
-    out = Path(args.out or f"reports/{check_name(args.name)}/contact_sheet.png")
+    out = output_file(args.out or f"reports/{check_name(args.name)}/contact_sheet.png")
     try:
         contact_sheet(Path(args.interim) / args.name, out, families=args.families)
     except NothingToShow as e:

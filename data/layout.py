@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from .metadata import VIDEO_SUFFIXES
 
-CROP_NAME = re.compile(r"^(\d+)(?:_(\d+))?\.(?:png|jpe?g)$", re.IGNORECASE)
+# frame numbers fit int32 and face numbers int16 in the tables; longer numbers are not crops
+CROP_NAME = re.compile(r"^(\d{1,9})(?:_(\d{1,4}))?\.(?:png|jpe?g)$", re.IGNORECASE)
 METADATA_GLOBS = ("metadata*.csv", "metadata*.json")
 
 
@@ -59,6 +60,14 @@ def list_crops(folder: Path) -> VideoFolder:
         elif not p.name.startswith("."):
             result.unexpected.append(p)
     result.crops.sort(key=lambda c: (c.frame, c.face))
+    kept, seen = [], set()
+    for crop in result.crops:         # 0.png and 00.png, or 0.png and 0.jpg, are one (frame, face): keep the first
+        if (crop.frame, crop.face) in seen:
+            result.unexpected.append(crop.path)
+        else:
+            seen.add((crop.frame, crop.face))
+            kept.append(crop)
+    result.crops = kept
     return result
 
 

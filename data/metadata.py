@@ -77,9 +77,20 @@ def _extra_name(column: str) -> str | None:
 
 def _plain_name(value: str | None, column: str, where: str) -> str | None:
     """A metadata file name must be a plain name: no folder part, not '.' or '..' (it names a face folder)."""
-    if value is not None and ("/" in value or "\\" in value or value.strip(".") == ""):
+    if value is not None and ("/" in value or "\\" in value or value.strip(".") == ""
+                              or any(c in value for c in "\0\n\r")):
         raise DataError(f"{where}: {column} {value!r} is not a plain file name (no folders, not '.' or '..')")
+    if value is not None and not value.isprintable() or value and _unencodable(value):
+        raise DataError(f"{where}: {column} {value!r} is not a printable UTF-8 file name")
     return value
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:      # e.g. a lone surrogate from a JSON escape
+        return True
 
 
 def _entry(raw: dict, where: str) -> Entry:
@@ -140,6 +151,8 @@ def read_metadata_json(path: str | Path) -> list[Entry]:
         data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_Pairs)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be DFDC metadata") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(data, _Pairs):

@@ -8,6 +8,7 @@ Outputs, in ``<out>/<name>/`` (written whole or not at all):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +74,26 @@ def resolve_parts(paths: list[str | Path], raw_dir: Path) -> list[Part]:
     """Parts from DATA: folders, ``*.zip`` files (extracted under ``raw_dir``) or metadata files."""
     parts: list[Part] = []
     zips: dict[str, Path] = {}
-    for item in paths:
+    for item in paths:          # every path is checked before anything is extracted
         path = Path(item)
         if not path.exists():
             raise DataError(f"{path}: DATA path not found")
-        if path.is_dir():
-            parts += _parts_in(path)
-        elif path.suffix.lower() == ".zip":
+        if path.is_file() and path.suffix.lower() == ".zip":
             if path.stem in zips:
                 raise DataError(f"{path}: same file name as {zips[path.stem]}; they would be extracted to the "
                                 "same folder, so rename one")
             zips[path.stem] = path
-            parts += _parts_in(extract_zip(path, raw_dir / path.stem))
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            parts += _parts_in(path)
+        elif path.suffix.lower() == ".zip":
+            try:
+                parts += _parts_in(extract_zip(path, raw_dir / path.stem))
+            except DataError:
+                with contextlib.suppress(OSError):      # leave no empty extraction folder behind
+                    raw_dir.rmdir()
+                raise
         elif path.suffix.lower() in (".json", ".csv"):
             parts.append(Part(path.parent, [path]))
         else:

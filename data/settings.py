@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from common.config import Table, section, seed
+from common.config import MAX_SEED, Table, section, seed
 from common.errors import DataError
 
 from .sampling import FACE_POLICIES, FRAME_POLICIES, SamplingPolicy
 
 METHODS = ("lowres", "color", "seam", "upsample", "flicker")     # the synthetic manipulation methods
 SPLITS = ("train", "blend", "test")
+MAX_VIDEOS, MAX_FRAMES, MAX_SIZE = 1_000_000, 10_000, 1024     # bounds of the synthetic dataset
+MAX_FOLDS = 1000
 VERIFY_MODES = ("decode", "header", "none")
 
 
@@ -36,8 +38,10 @@ class SynthParams:
     def replace(self, **overrides) -> "SynthParams":
         """A copy with the given fields (None leaves a field as it is), checked as the config is."""
         p = SynthParams(**{**asdict(self), **{k: v for k, v in overrides.items() if v is not None}})
-        if p.videos < 2 or p.size < 32 or p.frames < 1:
-            raise DataError("synth: need --videos >= 2, --frames >= 1 and --size >= 32")
+        if not (2 <= p.videos <= MAX_VIDEOS and 1 <= p.frames <= MAX_FRAMES and 32 <= p.size <= MAX_SIZE
+                and 0 <= p.seed <= MAX_SEED):
+            raise DataError(f"synth: need 2 <= --videos <= {MAX_VIDEOS}, 1 <= --frames <= {MAX_FRAMES}, "
+                            f"32 <= --size <= {MAX_SIZE} and 0 <= --seed <= {MAX_SEED}")
         return p
 
 
@@ -89,7 +93,8 @@ class DataSettings:
 def synth_params(t: Table, master_seed: int) -> SynthParams:
     q = t.number_range("jpeg_quality", 1, 100, integers=True)
     return SynthParams(
-        seed=master_seed, videos=t.integer("videos", 2), frames=t.integer("frames", 1), size=t.integer("size", 32),
+        seed=master_seed, videos=t.integer("videos", 2, MAX_VIDEOS), frames=t.integer("frames", 1, MAX_FRAMES),
+        size=t.integer("size", 32, MAX_SIZE),
         fakes_per_original=t.number("fakes_per_original", 0, open_low=True), frame_stride=t.integer("frame_stride", 1),
         min_frame_fraction=t.fraction("min_frame_fraction"), dropped_frame_rate=t.fraction("dropped_frame_rate"),
         second_face_rate=t.fraction("second_face_rate"), missing_folder_rate=t.fraction("missing_folder_rate"),
@@ -101,8 +106,8 @@ def synth_params(t: Table, master_seed: int) -> SynthParams:
 def face_params(t: Table) -> FaceParams:
     return FaceParams(
         frames=t.choice("frames", ("every", "linspace")), every=t.integer("every", 1), count=t.integer("count", 1),
-        detect_max_side=t.integer("detect_max_side", 16), min_face_size=t.integer("min_face_size", 1),
-        min_confidence=t.fraction("min_confidence"), margin=t.number("margin", 0, 4), size=t.integer("size", 8),
+        detect_max_side=t.integer("detect_max_side", 16, 8192), min_face_size=t.integer("min_face_size", 1),
+        min_confidence=t.fraction("min_confidence"), margin=t.number("margin", 0, 4), size=t.integer("size", 8, 1024),
         max_faces=t.integer("max_faces", 1), batch_size=t.integer("batch_size", 1))
 
 
@@ -115,7 +120,7 @@ def split_settings(t: Table) -> SplitSettings:
     fractions = {s: t.fraction(s) for s in SPLITS}
     if abs(sum(fractions.values()) - 1) > 1e-6:
         raise DataError(f"{t.source}: train + blend + test must sum to 1, got {sum(fractions.values()):g}")
-    return SplitSettings(fractions, t.integer("folds", 2))
+    return SplitSettings(fractions, t.integer("folds", 2, MAX_FOLDS))
 
 
 def load_settings(config: dict) -> DataSettings:

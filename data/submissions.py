@@ -46,7 +46,7 @@ def read_table(path: Path) -> pd.DataFrame:
     header = text.splitlines()[0] if text.strip() else ""
     delimiter = "\t" if header.count("\t") > header.count(",") else ","
     try:
-        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
                             quoting=csv.QUOTE_MINIMAL, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: malformed CSV: {str(e).splitlines()[0]}") from None

@@ -5,10 +5,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import (FEATURES, INTERIM, MODELS, PREDICTIONS, add_config_flag, add_folder_flag, add_name_flag,
-                        check_name, run)
+from common.cli import (
+    FEATURES,
+    INTERIM,
+    MODELS,
+    PREDICTIONS,
+    add_config_flag,
+    add_folder_flag,
+    add_name_flag,
+    check_name,
+    run,
+)
 from common.config import load_config, seed
 from common.errors import DataError
+from common.paths import output_file
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -46,8 +56,11 @@ def cmd_blend(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    run_bench(Path(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos, args.lgb_features,
-              seed(load_config(args.config)))
+    sizes = (args.frames, args.videos, args.baseline_videos, args.lgb_videos, args.lgb_features)
+    if min(sizes) < 1 or args.videos > args.frames or args.baseline_videos > args.videos:
+        raise DataError("bench: need sizes >= 1, --videos <= --frames and --baseline-videos <= --videos")
+    run_bench(output_file(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos,
+              args.lgb_features, seed(load_config(args.config)))
     return 0
 
 

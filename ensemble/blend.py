@@ -68,6 +68,8 @@ def methods(columns: list[str], c: float, seed: int) -> dict:
 def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n_folds: int, c: float,
               seed: int) -> dict:
     problems = Problems()
+    if len(set(specs)) != len(specs):
+        raise DataError(f"--predictions: {next(s for s in specs if specs.count(s) > 1)} is given twice")
     preds = [read_predictions(s, problems) for s in specs]
     labels = read_labels(labels_path, problems)
     names = [Path(p.path).name for p in preds]
@@ -93,6 +95,9 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     Xl = X[labelled]
     y = labels.label.reindex(Xl.index).to_numpy().astype(int)
     family = labels.family.reindex(Xl.index).to_numpy()
+    if len(set(y)) < 2 or len(set(family)) < n_folds:
+        raise DataError(f"{labels_path}: {len(set(family))} families and {len(set(y))} class(es) of labelled videos; "
+                        f"{n_folds}-fold CV needs both classes and at least {n_folds} families")
     folds = grouped_assign(family, y, np.full(n_folds, 1 / n_folds), np.random.default_rng(seed))
     report = {"videos": int(labelled.sum()), "families": int(len(set(family))), "folds": n_folds,
               "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)}, "methods": {}}

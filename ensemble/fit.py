@@ -22,6 +22,7 @@ import pandas as pd
 from common.atomic import atomic_dir, locked, write_json
 from common.errors import DataError
 from common.metrics import log_loss
+from data.tables import load_videos
 from extract.cache import load_features
 
 from .calibration import Calibrator, choose
@@ -40,9 +41,7 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
     """The videos table (sorted by video) and {backbone: (frame table, embeddings (n, D))}; every feature row
     must name a listed video."""
     path = interim / "videos.parquet"
-    if not path.exists():
-        raise DataError(f"{path}: not found; run 'make data' first")
-    videos = pd.read_parquet(path).sort_values("video").reset_index(drop=True)
+    videos = load_videos(interim).sort_values("video").reset_index(drop=True)
     frames = {}
     for name in backbones:
         f = features_dir / f"{name}.parquet"

@@ -161,7 +161,7 @@ RULES: dict[str, tuple[Callable, float | None]] = {   # name: (function, default
 
 PARAMETER_DOMAINS: dict[str, tuple[Callable[[float], bool], str]] = {   # name: (check, what it must be)
     "trimmed_mean": (lambda p: 0 <= p < 0.5, "a fraction in [0, 0.5)"),
-    "topk_mean": (lambda p: p >= 1 and p == int(p), "a whole number of frames >= 1"),
+    "topk_mean": (lambda p: 1 <= p <= 1e6 and p == int(p), "a whole number of frames in [1, 1000000]"),
     "quantile": (lambda p: 0 <= p <= 1, "a quantile in [0, 1]"),
     "frac_above": (lambda p: 0 <= p <= 1, "a threshold in [0, 1]"),
     "confident": (lambda p: 0 <= p <= 1, "a threshold in [0, 1]"),

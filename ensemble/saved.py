@@ -7,6 +7,7 @@ Files: ``ensemble.json`` (backbones, rules, prior, PCA, best method), then per l
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,14 +25,26 @@ from .video_features import fill_rules, has_frames, plain_mean, rule_columns, vi
 META_FILE = "ensemble.json"
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a saved model may hold")
+
+
+def read_strict_json(path: Path):
+    """JSON without NaN or Infinity (Python's json would accept them), so a damaged weight never predicts NaN."""
+    return json.loads(path.read_text(), parse_constant=_refuse_constant)
+
+
 def write_ensemble(folder: Path, saved: dict, meta: dict) -> None:
     """Replace ``folder`` whole with ``saved`` ({method: (combiner or None, calibrator)}) and ``meta``."""
     with atomic_dir(folder) as tmp:
         for name, (model, calibrator) in saved.items():
             stem = name.replace("/", "_")
+            obj = {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()}
             if isinstance(model, LightGBMStack):
-                write_text(tmp / f"{stem}.txt", model.model_text())
-            write_json(tmp / f"{stem}.json", {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()})
+                text = model.model_text()
+                write_text(tmp / f"{stem}.txt", text)
+                obj["text_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+            write_json(tmp / f"{stem}.json", obj)
         write_json(tmp / META_FILE, meta)
 
 
@@ -40,10 +53,10 @@ def load_stacker(path: Path):
     The plain mean (``blend_mean``) has only a calibrator: the model is None."""
     json_file, text_file = path.with_suffix(".json"), path.with_suffix(".txt")
     try:
-        obj = json.loads(json_file.read_text())
+        obj = read_strict_json(json_file)
         calibrator = Calibrator.from_json(obj["calibrator"])
         if text_file.exists():
-            return LightGBMStack.from_text(text_file.read_text(), obj), calibrator
+            return LightGBMStack.from_text(_lightgbm_text(text_file, obj), obj), calibrator
         if "weights" in obj:
             return WeightedBlend.from_json(obj), calibrator
         if "coef" in obj:
@@ -54,6 +67,18 @@ def load_stacker(path: Path):
                         ) from None
 
 
+def _lightgbm_text(path: Path, obj: dict) -> str:
+    """The trees, checked before LightGBM parses them: LightGBM's parser can crash the process on a truncated
+    model, so the text must match the hash saved beside it (or, without one, hold LightGBM's end markers)."""
+    text = path.read_text()
+    digest = obj.get("text_sha256")
+    if digest is not None and hashlib.sha256(text.encode()).hexdigest() != digest:
+        raise ValueError(f"{path.name} does not match the hash saved with it (damaged or replaced)")
+    if "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
+        raise ValueError(f"{path.name} is not a whole LightGBM model text")
+    return text
+
+
 class SavedEnsemble:
     """The combiners ``ensemble fit`` saved in ``models/<NAME>/ensemble/``, applied to new videos' features."""
 
@@ -62,11 +87,19 @@ class SavedEnsemble:
         if not path.exists():
             raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
         try:
-            meta = json.loads(path.read_text())
+            meta = read_strict_json(path)
             self.backbones, self.prior = list(meta["backbones"]), float(meta["prior"])
-            self.rules = [Rule.parse(r, str(path)) for r in meta["rules"]]
+            self.rules = [Rule.parse(r, f"{path}: rules") for r in meta["rules"]]
             self.pcas, self.best_method = meta["pca"], meta["best_method"]
-        except (ValueError, KeyError, TypeError) as e:
+            if len(set(self.backbones)) != len(self.backbones) or not all(isinstance(b, str) for b in self.backbones):
+                raise ValueError("backbones must be distinct names")
+            if not 0 <= self.prior <= 1:
+                raise ValueError(f"prior {self.prior} is not a probability")
+            for b, pca in self.pcas.items():
+                center, components = np.asarray(pca["mean"], np.float64), np.asarray(pca["components"], np.float64)
+                if center.ndim != 1 or components.ndim != 2 or components.shape[1] != len(center):
+                    raise ValueError(f"PCA of {b} has shapes {center.shape} and {components.shape}")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise DataError(f"{path}: not a saved ensemble ({type(e).__name__}: {e})") from None
         self.folder = folder
 
@@ -86,11 +119,18 @@ class SavedEnsemble:
             table, emb = frames[b]
             keep = table["video"].isin(names).to_numpy()
             mine[b] = (table[keep].reset_index(drop=True), emb[keep])
-        X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
-        if method in rule_cols:
-            pred = X[method].to_numpy(np.float64)
-        else:
-            model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
-            raw = plain_mean(X, self.backbones) if model is None else model.predict_proba(X)[:, 1]
-            pred = calibrator.transform(raw)
-        return np.where(has_frames(X, self.backbones), pred, self.prior)
+        try:
+            X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
+            if method in rule_cols:
+                pred = X[method].to_numpy(np.float64)
+            else:
+                model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
+                raw = plain_mean(X, self.backbones) if model is None else model.predict_proba(X)[:, 1]
+                pred = calibrator.transform(raw)
+        except (ValueError, KeyError, TypeError, IndexError) as e:   # shapes or columns of a damaged model
+            raise DataError(f"{self.folder}: the saved ensemble does not fit these features ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:160]}); refit it with 'make ensemble'") from None
+        pred = np.where(has_frames(X, self.backbones), pred, self.prior)
+        if not np.isfinite(pred).all():
+            raise DataError(f"{self.folder}: {method} predicts NaN; refit the ensemble with 'make ensemble'")
+        return pred

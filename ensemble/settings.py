@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.config import Table, section, seed
+from common.config import MAX_COUNT, Table, section, seed
 from common.errors import DataError
+from data.settings import MAX_FOLDS
 
 from .rules import Rule
 
@@ -36,10 +37,11 @@ class EnsembleSettings:
 def lightgbm_settings(t: Table) -> LightGBMSettings:
     params = {
         "num_leaves": t.integer("num_leaves", 2, 131072), "learning_rate": t.number("learning_rate", 0, 1, True),
-        "n_estimators": t.integer("n_estimators", 1), "min_child_samples": t.integer("min_child_samples", 1),
-        "subsample": t.number("subsample", 0, 1, True), "subsample_freq": t.integer("subsample_freq", 0),
+        "n_estimators": t.integer("n_estimators", 1, MAX_COUNT),
+        "min_child_samples": t.integer("min_child_samples", 1, MAX_COUNT),
+        "subsample": t.number("subsample", 0, 1, True), "subsample_freq": t.integer("subsample_freq", 0, MAX_COUNT),
         "colsample_bytree": t.number("colsample_bytree", 0, 1, True), "reg_lambda": t.number("reg_lambda", 0),
-        "early_stopping_rounds": t.integer("early_stopping_rounds", 1),
+        "early_stopping_rounds": t.integer("early_stopping_rounds", 1, MAX_COUNT),
     }
     # keep the config's own values (an integer learning rate stays an int), as the booster received them before
     params = {k: t.raw(k) for k in params}
@@ -55,9 +57,9 @@ def load_settings(config: dict) -> EnsembleSettings:
     return EnsembleSettings(
         seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
         clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
-        logistic_c=t.number("logistic_c", 0, open_low=True), pca_components=t.integer("pca_components", 0),
+        logistic_c=t.number("logistic_c", 0, open_low=True), pca_components=t.integer("pca_components", 0, 4096),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
-        folds=section(config, "splits").integer("folds", 2))
+        folds=section(config, "splits").integer("folds", 2, MAX_FOLDS))
 
 
 def _rules(t: Table) -> tuple[Rule, ...]:

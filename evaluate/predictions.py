@@ -2,16 +2,17 @@
 checked before any report or submission is written from them."""
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
+from pandas.api import types
 
-from common.errors import DataError, not_probabilities, row_error
+from common.errors import DataError, row_error
+from common.schema import INTEGER, LABEL, PROBABILITY, TEXT, check_table, read_json_object, read_parquet
 
-REQUIRED = ("video", "split", "label", "family")
+REQUIRED = {"video": TEXT, "split": TEXT, "label": LABEL, "family": TEXT}
+HINT = "run 'make ensemble' (python -m ensemble fit) first"
 
 
 def method_columns(table: pd.DataFrame) -> list[str]:
@@ -20,51 +21,28 @@ def method_columns(table: pd.DataFrame) -> list[str]:
 
 
 def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], dict]:
-    """(the table, its method columns, ``fit.json`` or {}). Every method value must be a probability: a NaN,
-    an infinity or a value outside [0, 1] is a one-line error naming the file, the row and the video."""
+    """(the table, its method columns, ``fit.json`` or {}). One row per video; every method value must be a
+    probability: a NaN, an infinity or a value outside [0, 1] is a one-line error naming the file, the row and
+    the video."""
     path = folder / "videos.parquet"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
-    try:
-        table = pd.read_parquet(path)
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0][:160]})") from None
+    table = read_parquet(path, "predictions table", HINT)
     methods = method_columns(table)
-    missing = set(REQUIRED) - set(table.columns)
-    if missing or not methods:
-        raise DataError(f"{path}: not a predictions table (missing {', '.join(sorted(missing)) or 'method columns'})")
-    _check_labels(path, table)
-    for m in methods:
-        _check_probabilities(path, table, m)
-    return table, methods, _read_fit(folder / "fit.json")
-
-
-def _check_labels(path: Path, table: pd.DataFrame) -> None:
-    label = pd.to_numeric(table["label"], errors="coerce")
-    bad = (label.notna() & ~label.isin([0, 1])) | (label.isna() & table["label"].notna())
-    if bad.any():
-        raise row_error(path, bad.to_numpy(), lambda i: f"video {table['video'].iloc[i]}",
-                        lambda i: f"label {table['label'].iloc[i]!r} is not 0 (REAL), 1 (FAKE) or empty")
-
-
-def _check_probabilities(path: Path, table: pd.DataFrame, method: str) -> None:
-    try:
-        values = table[method].to_numpy(np.float64, na_value=np.nan)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: method column {method!r} is not numeric") from None
-    bad = not_probabilities(values)
-    if bad.any():
-        raise row_error(path, bad, lambda i: f"video {table['video'].iloc[i]}",
-                        lambda i: f"{method} = {values[i]!r} is not a probability in [0, 1]")
-
-
-def _read_fit(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        fit = json.loads(path.read_text())
-    except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(fit, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return fit
+    if not methods:
+        raise DataError(f"{path}: not a predictions table (no <a>/<b> method columns)")
+    optional = {"n_frames": INTEGER} if "n_frames" in table else {}
+    check_table(path, table, {**REQUIRED, **optional, **{m: PROBABILITY for m in methods}}, key=["video"],
+                what="predictions table")
+    pathlike = table["video"].str.contains(r"[/\\]|^\.\.?$", regex=True).to_numpy()
+    if pathlike.any():
+        raise row_error(path, pathlike, lambda i: "video", lambda i: f"{table['video'].iloc[i]!r} is not a plain "
+                                                                    "file name")
+    if "manipulation" in table and types.infer_dtype(table["manipulation"], skipna=True) not in ("string", "empty"):
+        raise DataError(f"{path}: column 'manipulation' must hold text or nothing in every row")
+    fit = read_json_object(folder / "fit.json") if (folder / "fit.json").exists() else {}
+    prior = fit.get("prior")
+    if prior is not None and not (isinstance(prior, (int, float)) and not isinstance(prior, bool)
+                                  and math.isfinite(prior) and 0 <= prior <= 1):
+        raise DataError(f"{folder / 'fit.json'}: prior = {prior!r}, expected a probability in [0, 1]")
+    if fit.get("best_method") is not None and not isinstance(fit["best_method"], str):
+        raise DataError(f"{folder / 'fit.json'}: best_method = {fit['best_method']!r}, expected a method name")
+    return table, methods, fit

@@ -79,6 +79,8 @@ def read_sample(path: str) -> pd.Index:
     pred = _read_kaggle(path)
     if pred.duplicates:
         raise DataError(f"{path}: {repeated_message(pred.repeated, pred.duplicates)}")
+    if not len(pred.filenames):
+        raise DataError(f"{path}: a sample submission without a single video row")
     return pd.Index(pred.filenames)
 
 

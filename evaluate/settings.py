@@ -18,5 +18,5 @@ class EvaluateSettings:
 def load_settings(config: dict) -> EvaluateSettings:
     t = section(config, "evaluate")
     return EvaluateSettings(
-        seed=seed(config), bootstrap=t.integer("bootstrap", 1), top_methods=t.integer("top_methods", 1),
-        ece_bins=t.integer("ece_bins", 1), submission_eps=t.number("submission_eps", 0, 0.5, open_high=True))
+        seed=seed(config), bootstrap=t.integer("bootstrap", 1, 100_000), top_methods=t.integer("top_methods", 1, 100),
+        ece_bins=t.integer("ece_bins", 1, 1000), submission_eps=t.number("submission_eps", 0, 0.5, open_high=True))

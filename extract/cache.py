@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.atomic import atomic_path
-from common.errors import DataError, not_probabilities, row_error
+from common.errors import DataError, row_error
+from common.schema import INTEGER, PROBABILITY, TEXT, check_table
 
 META_KEY = b"deepfake_ensemble"
 COLUMNS = ("video", "frame", "face", "score", "embedding")
@@ -51,13 +52,18 @@ def file_key(path: Path) -> str | None:
 def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """A cache file as (``video, frame, face, score`` table (n rows), embeddings float32 (n, D)).
 
-    Refuses, in one line naming the file and the first bad row, a file that is not a feature cache, a score
-    that is NaN, infinite or outside [0, 1], and a NaN or infinite embedding."""
+    Refuses, in one line naming the file and the first bad row, a file that is not a feature cache, a row
+    repeated, a score that is NaN, infinite or outside [0, 1], and a NaN or infinite embedding."""
     path = Path(path)
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as e:
+    except (OSError, pa.ArrowException) as e:
         raise DataError(f"{path}: not a readable feature file ({str(e).splitlines()[0][:160]})") from None
+    return check_features(path, table)
+
+
+def check_features(path: Path, table: pa.Table) -> tuple[pd.DataFrame, np.ndarray]:
+    """The checks of :func:`load_features` on a table in memory (``path`` names it in errors)."""
     missing = [c for c in COLUMNS if c not in table.column_names]
     emb = table.column("embedding").combine_chunks() if "embedding" in table.column_names else None
     if missing or not pa.types.is_fixed_size_list(emb.type):
@@ -66,14 +72,10 @@ def load_features(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     dim = emb.type.list_size
     flat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
     frames = table.drop(["embedding"]).to_pandas()
-    score = frames["score"].to_numpy(np.float64)
-
-    def describe(i: int) -> str:
-        return f"video {frames['video'].iloc[i]}, frame {frames['frame'].iloc[i]}, face {frames['face'].iloc[i]}"
-    bad = not_probabilities(score)
-    if bad.any():
-        raise row_error(path, bad, describe, lambda i: f"score {score[i]!r} is not a probability in [0, 1]")
+    check_table(path, frames, {"video": TEXT, "frame": INTEGER, "face": INTEGER, "score": PROBABILITY},
+                key=["video", "frame", "face"], what="feature file")
     bad = ~np.isfinite(flat).all(axis=1)
     if bad.any():
-        raise row_error(path, bad, describe, lambda i: "embedding holds NaN or infinity")
+        raise row_error(path, bad, lambda i: f"video {frames['video'].iloc[i]}, frame {frames['frame'].iloc[i]}",
+                        lambda i: "embedding holds NaN or infinity")
     return frames, flat

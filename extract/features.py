@@ -29,7 +29,7 @@ from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (Te
 from data.tables import load_tables
 
 from .backbones import feature_model, get_backbone, load_classifier
-from .cache import feature_table, file_key, write_table
+from .cache import check_features, feature_table, file_key, write_table
 from .pipeline import chunked_dataset
 from .runtime import infer, with_policy
 from .settings import BackboneSpec, ExtractSettings
@@ -106,9 +106,10 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     if final.exists() and file_key(final) == key:
         print(f"{spec.name}: {final} is up to date")
         return final
+    classifier = load_classifier(model_file)      # a damaged model stops here, before any chunk state is written
     chunk_dir = out_dir / f"{spec.name}.chunks"
     manifest = chunk_dir / "manifest.json"
-    if chunk_dir.exists() and (not manifest.exists() or json.loads(manifest.read_text()).get("key") != key):
+    if chunk_dir.exists() and (not manifest.exists() or _manifest(manifest).get("key") != key):
         shutil.rmtree(chunk_dir)
     chunk_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = max(1, -(-len(videos) // settings.chunk_videos))
@@ -119,7 +120,7 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     rows["chunk"] = rows["video"].map(chunk_of_video).astype(int)
     todo = [k for k in range(n_chunks) if shard.takes(k) and not (chunk_dir / f"chunk-{k:05d}.parquet").exists()]
     if todo:
-        model = inference_model(load_classifier(model_file), runtime)
+        model = inference_model(classifier, runtime)
         dim = int(model.outputs[0].shape[-1])
         bounds = []
         for k in todo:
@@ -187,13 +188,28 @@ def _warn_unreadable(paths, rows: range, done: np.ndarray) -> int:
     return len(missing)
 
 
+MAX_CHUNKS = 10_000_000
+
+
+def _manifest(path: Path) -> dict:
+    """A chunk folder's manifest; an unreadable one reads as {} (it is rewritten, or refused by merge)."""
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, OSError, RecursionError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
     """Join ``<name>.chunks/chunk-*.parquet`` into ``<name>.parquet``; every chunk must be there, from one run key."""
     chunk_dir = out_dir / f"{name}.chunks"
     manifest = chunk_dir / "manifest.json"
     if not manifest.exists():
         raise DataError(f"{chunk_dir}: no chunks to merge; run 'python -m extract features' first")
-    info = json.loads(manifest.read_text())
+    info = _manifest(manifest)
+    if not isinstance(info.get("key"), str) or not isinstance(info.get("chunks"), int) or \
+            isinstance(info.get("chunks"), bool) or not 1 <= info["chunks"] <= MAX_CHUNKS:
+        raise DataError(f"{manifest}: not a chunk manifest (needs a text 'key' and 'chunks' in [1, {MAX_CHUNKS}])")
     key = key or info["key"]
     files = [chunk_dir / f"chunk-{k:05d}.parquet" for k in range(info["chunks"])]
     missing = [f.name for f in files if not f.exists()]
@@ -203,8 +219,13 @@ def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
     stale = [f.name for f in files if file_key(f) != key]
     if stale:
         raise DataError(f"{chunk_dir}/{stale[0]}: made from another model or dataset; rerun that shard")
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    try:
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{chunk_dir}: chunks that cannot be joined ({str(e).splitlines()[0][:160]}); rerun "
+                        "their shards") from None
     target = out_dir / f"{name}.parquet"
+    check_features(chunk_dir, table)         # a damaged chunk never reaches the merged file
     write_table(table, target)
     shutil.rmtree(chunk_dir)
     print(f"{name}: wrote {target} ({table.num_rows} rows)")

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 
 from common.config import Table, section, seed
 from common.errors import DataError
+from data.settings import MAX_FOLDS
 
 from .backbones import get_backbone
 from .pipeline import Augment, View
@@ -74,7 +75,7 @@ def augment_settings(t: Table) -> Augment:
 def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
     return TrainSettings(
         faces=t.choice("faces", ("first", "all")), frames_per_video=t.integer("frames_per_video", 0),
-        val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1), patience=t.integer("patience", 1),
+        val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1, 100_000), patience=t.integer("patience", 1),
         batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
         lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
         class_weight=t.choice("class_weight", ("balanced", "none")),
@@ -84,7 +85,7 @@ def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
 def load_settings(config: dict) -> ExtractSettings:
     t = section(config, "extract")
     train = train_settings(section(config, "extract.train"), augment_settings(section(config, "extract.augment")),
-                           section(config, "splits").integer("folds", 2))
+                           section(config, "splits").integer("folds", 2, MAX_FOLDS))
     return ExtractSettings(
         backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")),
         batch_size=t.integer("batch_size", 1),

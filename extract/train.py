@@ -140,7 +140,6 @@ def _resume(work: Path, key: str) -> dict:
     if not isinstance(state, dict) or state.get("key") != key:
         shutil.rmtree(work, ignore_errors=True)
         state = {"key": key, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
-    work.mkdir(parents=True, exist_ok=True)
     return state
 
 
@@ -202,6 +201,7 @@ def _checkpoint(model: keras.Model, work: Path, state: dict, metrics: dict, loss
     """Record an epoch: history, best weights when validation improved, the model and then the state that names
     it (a kill between the two writes leaves the previous, consistent pair). Returns whether it improved."""
     epoch = state["epoch"]
+    work.mkdir(parents=True, exist_ok=True)        # made by the first checkpoint, so a failed start leaves none
     state["history"].append({"epoch": epoch + 1, "loss": loss, **{f"val_{k}": v for k, v in metrics.items()},
                              "seconds": round(seconds, 2)})
     state["seconds"] += seconds

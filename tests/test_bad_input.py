@@ -240,3 +240,105 @@ def test_a_bad_dataset_name_and_a_missing_config_are_one_line(tmp_path):
         one_line_error(run_cli(stage, command, *extra, "--name", "../x"), "dataset name '../x'")
         one_line_error(run_cli(stage, command, *extra, "--config", str(tmp_path / "none.toml")),
                        tmp_path / "none.toml", "not found")
+
+
+# found by trying every command as a hostile user: damaged tables between stages
+
+def _tables(tmp_path):
+    """A prepared dataset x (interim tables) and its features, as the ensemble stage reads them."""
+    make_inputs(tmp_path / "ds")
+    for stage in ("interim", "features"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "x").symlink_to(tmp_path / "ds" / stage)
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(f"[extract]\nbackbones = {json.dumps(BACKBONES)}\n")
+    return tmp_path / "interim/x/videos.parquet", cfg
+
+
+def _fit(tmp_path, cfg):
+    return run_cli("ensemble", "fit", "--config", str(cfg), "--name", "x", "--interim", str(tmp_path / "interim"),
+                   "--features", str(tmp_path / "features"), "--out", str(tmp_path / "pred"),
+                   "--models", str(tmp_path / "models"))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda v: v.assign(label=v["label"].astype("float").where(v.index != 4, 7.0)), "row 4"),
+    (lambda v: v.drop(columns="family"), "missing column(s) family"),
+    (lambda v: pd.concat([v, v.iloc[[2]]]), "repeats an earlier row's video"),
+    (lambda v: v.assign(fold=v["fold"].astype("float").where(v.index != 3, np.nan)), "row 3"),
+    (lambda v: v.assign(n_frames=v["n_frames"].astype(str)), "column 'n_frames'"),
+    (lambda v: v.assign(split=v["split"].where(v.index != 1, "validation")), "split 'validation'"),
+    (None, "not a readable Parquet videos table"),
+])
+def test_ensemble_fit_refuses_a_damaged_videos_table(tmp_path, damage, words):
+    path, cfg = _tables(tmp_path)
+    if damage is None:
+        path.write_bytes(b"PAR1 garbage")
+    else:
+        damage(pd.read_parquet(path)).to_parquet(path, index=False)
+    one_line_error(_fit(tmp_path, cfg), path, words)
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "models").exists()
+
+
+def test_ensemble_fit_refuses_repeated_feature_rows(tmp_path):
+    _, cfg = _tables(tmp_path)
+    path = tmp_path / "features/x" / f"{BACKBONES[1]}.parquet"
+    t = pq.read_table(path)
+    pq.write_table(t.take(list(range(t.num_rows)) + [0]).replace_schema_metadata(t.schema.metadata), path)
+    one_line_error(_fit(tmp_path, cfg), path, "repeats an earlier row's video/frame/face")
+
+
+def test_report_checks_every_column_it_reads_before_writing(tmp_path):
+    predictions_table(tmp_path)
+    folder = tmp_path / "data/predictions/toy"
+    table = pd.read_parquet(folder / "videos.parquet")
+    cases = [(table.assign(n_frames=table["n_frames"].astype(float).where(table.index != 2, np.nan)), None, "row 2"),
+             (pd.concat([table, table.iloc[[5]]]), None, "repeats an earlier row's video"),
+             (table.assign(video=table["video"].where(table.index != 1, "a/../b.mp4")), None, "not a plain file name"),
+             (table, {"prior": "high"}, "prior = 'high'")]
+    for damaged, fit, words in cases:
+        damaged.to_parquet(folder / "videos.parquet", index=False)
+        (folder / "fit.json").write_text(json.dumps(fit or {"best_method": "blend/mean", "prior": 0.75}))
+        res = run_cli("evaluate", "report", "--name", "toy", "--predictions", str(tmp_path / "data/predictions"),
+                      "--out", str(tmp_path / "reports"))
+        one_line_error(res, words)
+        assert not (tmp_path / "reports").exists()
+
+
+def test_kaggle_files_with_a_trailing_comma_deep_json_and_a_blend_given_one_file_twice(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,label\na.mp4,1\nb.mp4,0\nc.mp4,1\n")
+    sub = tmp_path / "sub.csv"
+    sub.write_text("filename,label\na.mp4,0.5,\nb.mp4,0.2\nc.mp4,0.9\n")
+    res = run_cli("evaluate", "score", str(sub), "--labels", str(labels))
+    assert "Traceback" not in res.stderr and res.returncode in (0, 2), res.stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    one_line_error(run_cli("evaluate", "score", str(sub), "--labels", str(deep)), deep, "nested too deeply")
+    good = tmp_path / "good.csv"
+    good.write_text("filename,label\na.mp4,0.5\nb.mp4,0.2\nc.mp4,0.9\n")
+    one_line_error(run_cli("ensemble", "blend", "--predictions", str(good), str(good), "--labels", str(labels),
+                           "--out", str(tmp_path / "b")), "given twice")
+    one_line_error(run_cli("ensemble", "blend", "--predictions", str(good), "--labels", str(labels),
+                           "--out", str(tmp_path / "b")), labels, "families")
+    assert not (tmp_path / "b").exists()
+
+
+def test_crop_names_beyond_the_table_types_and_repeated_crops(tmp_path):
+    root = tmp_path / "faces"
+    folder = write_video(root, "v", [0, 10])
+    (folder / "0.png").rename(folder / "00.png")
+    write_video(root, "v", [0])                                     # 0.png and 00.png: one crop, frame 0
+    (folder / "3000000000.png").write_bytes((folder / "10.png").read_bytes())
+    (folder / "0_99999.png").write_bytes((folder / "10.png").read_bytes())
+    res = run_cli("data", "prepare", "--data", str(root), "--name", "c", "--out", str(tmp_path / "interim"))
+    assert res.returncode == 0, res.stderr
+    frames = pd.read_parquet(tmp_path / "interim/c/frames.parquet")
+    assert sorted(zip(frames["frame"], frames["face"])) == [(0, 1), (10, 1)]
+    assert "3000000000.png" in res.stderr and "00.png" in res.stderr
+
+
+def test_a_seed_beyond_what_the_libraries_take_is_a_config_error(tmp_path):
+    cfg = tmp_path / "seed.toml"
+    cfg.write_text(f"seed = {2**32}\n")
+    one_line_error(run_cli("data", "prepare", "--data", str(tmp_path), "--config", str(cfg)), cfg, "seed = 4294967296")

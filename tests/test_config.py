@@ -32,8 +32,8 @@ def _all_settings(config):
     # issue #10, case 3: every key type- and range-checked where it is read
     ("[evaluate]\nsubmission_eps = 0.7\n", "[evaluate]: submission_eps = 0.7, expected a number in [0, 0.5)"),
     ("[ensemble]\nclip_eps = [0.7]\n", "[ensemble]: clip_eps = [0.7]"),
-    ("seed = 1.5\n", "seed = 1.5, expected an integer >= 0"),
-    ("seed = 'abc'\n", "seed = 'abc', expected an integer >= 0"),
+    ("seed = 1.5\n", "seed = 1.5, expected an integer in [0, 4294967295]"),
+    ("seed = 'abc'\n", "seed = 'abc', expected an integer in [0, 4294967295]"),
     ("[ensemble.lightgbm]\nnum_leaves = 'four'\n", "[ensemble.lightgbm]: num_leaves = 'four', expected an integer"),
     ("[ensemble.lightgbm]\nlearning_rate = -1\n", "[ensemble.lightgbm]: learning_rate = -1"),
     ("[ensemble.lightgbm]\nmonotone = 'yes'\n", "[ensemble.lightgbm]: monotone = 'yes', expected true or false"),

@@ -219,3 +219,23 @@ def test_combiners_follow_scikit_learn_conventions(make):
     ours = cross_fit(lambda: clone(est), X, y, folds).oof
     np.testing.assert_array_equal(sk, ours)
     assert log_loss(y, ours) < log_loss(y, np.full(len(y), y.mean()))
+
+
+def test_a_damaged_saved_combiner_is_refused_not_applied(fitted, tmp_path):
+    """NaN weights (Python's json reads them) and a truncated LightGBM text are one-line errors, never NaN."""
+    import shutil
+
+    from common.errors import DataError
+
+    root = fitted[0]
+    models = tmp_path / "models"
+    shutil.copytree(root / "models_pred", models)
+    blend = json.loads((models / "blend_weighted.json").read_text())
+    blend["weights"][0] = float("nan")
+    (models / "blend_weighted.json").write_text(json.dumps(blend))
+    with pytest.raises(DataError, match="blend_weighted.json: not a saved combiner.*NaN"):
+        load_stacker(models / "blend_weighted")
+    text = (models / "stack_lightgbm.txt").read_text()
+    (models / "stack_lightgbm.txt").write_text(text[: len(text) // 3])
+    with pytest.raises(DataError, match="stack_lightgbm.json: not a saved combiner"):
+        load_stacker(models / "stack_lightgbm")

@@ -88,7 +88,7 @@ def test_confident_strategy_branches():
 def test_every_rule_is_covered_and_bad_specs_are_errors():
     assert {Rule.parse(s).name for s in RULE_SPECS} == set(RULES)
     for bad, words in [("nope", "unknown rule"), ("mean:3", "takes no parameter"), ("quantile:x", "number"),
-                       ("trimmed_mean:0.7", r"\[0, 0.5\)"), ("topk_mean:0", ">= 1"), ("topk_mean:2.5", "whole"),
+                       ("trimmed_mean:0.7", r"\[0, 0.5\)"), ("topk_mean:0", r"\[1, 1000000\]"), ("topk_mean:2.5", "whole"),
                        ("quantile:2", r"\[0, 1\]"), ("frac_above:nan", r"\[0, 1\]"), ("confident:1.5", r"\[0, 1\]")]:
         with pytest.raises(DataError, match=words):
             Rule.parse(bad)
