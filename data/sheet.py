@@ -20,6 +20,8 @@ def contact_sheet(interim: Path, out: Path, families: int = 6, tile: int = 128) 
     """One row per family: the REAL original, then one FAKE per manipulation method (or per video)."""
     videos, frames, root = load_tables(interim)
     has_method = "method" in videos.columns
+    if "n_crops" not in videos or not pd.api.types.is_integer_dtype(videos["n_crops"]):
+        raise DataError(f"{interim}/videos.parquet: no integer n_crops column; rerun 'make data'")
     with_crops = videos[videos["n_crops"] > 0]
     real = with_crops[with_crops["label"] == 0]
     rows = []
@@ -40,7 +42,11 @@ def contact_sheet(interim: Path, out: Path, families: int = 6, tile: int = 128) 
             paths = first.get(video.video, [])
             if not paths:
                 continue
-            crop = Image.open(root / paths[len(paths) // 2]).convert("RGB").resize((tile, tile))
+            crop_path = root / paths[len(paths) // 2]
+            try:
+                crop = Image.open(crop_path).convert("RGB").resize((tile, tile))
+            except (OSError, ValueError) as e:        # PIL's UnidentifiedImageError is an OSError
+                raise DataError(f"{crop_path}: unreadable face crop ({e}); rerun 'make data'") from None
             y = r * (tile + 14)
             sheet.paste(crop, (c * tile, y + 14))
             text = "REAL" if video.label == 0 else (str(video.method) if has_method else "FAKE")

@@ -42,8 +42,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
     settings = load_settings(load_config(args.config))
     folds = settings.folds if args.folds is None else args.folds
     c = settings.logistic_c if args.c is None else args.c
-    if folds < 2 or not c > 0:
-        raise DataError(f"--folds {folds} --C {c}: need at least 2 folds and C > 0")
+    if not 2 <= folds <= 1000 or not 1e-6 <= c <= 1e6:
+        raise DataError(f"--folds {folds} --C {c}: need 2 to 1000 folds and C in [1e-06, 1e+06]")
     report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, c, settings.seed)
     print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds")
     print(f"{'method':<52}{'CV log-loss':>12}")

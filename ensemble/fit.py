@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from common.atomic import atomic_dir, locked, write_json
+from common.cli import check_name
 from common.errors import DataError
 from common.metrics import log_loss
 from data.tables import load_videos
@@ -160,6 +161,10 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     table and the report. ``backbones`` defaults to the config's ``[extract] backbones``."""
     settings = load_settings(config)
     backbones = list(backbones or settings.backbones)
+    for name in backbones:
+        check_name(name)       # a backbone names a file in the features folder: one plain component
+    if len(set(backbones)) != len(backbones):
+        raise DataError(f"backbones {backbones}: a backbone is named twice")
     videos, frames = load_inputs(interim, features_dir, backbones)
     data, pcas = blend_data(videos, frames, settings, interim, backbones)
     out = predictions_table(videos, data, backbones)

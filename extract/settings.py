@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from common.config import Table, section, seed
 from common.errors import DataError
@@ -63,7 +64,10 @@ def backbone_spec(config: dict, name: str) -> BackboneSpec:
         raise DataError(f"{config['_source']}: backbone {name!r} has no [backbones.{name}] table")
     t = section(config, f"backbones.{name}")
     t.values = {"weights": "none", "center_crop": 1.0, **t.values}
-    return BackboneSpec(name, t.integer("input_size", 32), t.string("weights"), t.number("center_crop", 0.2, 1))
+    weights = t.string("weights")
+    if weights not in ("none", "imagenet") and not Path(weights).is_file():
+        raise DataError(f"{t.source}: weights = {weights!r}, expected 'imagenet', 'none' or an existing weights file")
+    return BackboneSpec(name, t.integer("input_size", 32, 2048), weights, t.number("center_crop", 0.2, 1))
 
 
 def augment_settings(t: Table) -> Augment:
