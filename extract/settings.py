@@ -79,7 +79,8 @@ def augment_settings(t: Table) -> Augment:
 def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
     return TrainSettings(
         faces=t.choice("faces", ("first", "all")), frames_per_video=t.integer("frames_per_video", 0),
-        val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1, 100_000), patience=t.integer("patience", 1),
+        val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1, 100_000),
+        patience=t.integer("patience", 1),
         batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
         lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
         class_weight=t.choice("class_weight", ("balanced", "none")),
