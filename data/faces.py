@@ -182,6 +182,9 @@ def list_videos(videos: Path) -> list[Path]:
     if not found:
         raise DataError(f"{videos}: no video files ({', '.join(VIDEO_SUFFIXES)})")
     stems = pd.Series([video_stem(video_name(p.name)) for p in found])
+    hidden = stems.str.startswith(".") | (stems == "")
+    if hidden.any():      # '..mp4' would name the output folder itself, '.x.mp4' a hidden folder prepare skips
+        raise DataError(f"{found[int(hidden.to_numpy().nonzero()[0][0])]}: a video name must not start with '.'")
     if stems.duplicated().any():
         raise DataError(f"{videos}: two videos share the name {stems[stems.duplicated()].iloc[0]!r}")
     return found

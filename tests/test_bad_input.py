@@ -342,3 +342,12 @@ def test_a_seed_beyond_what_the_libraries_take_is_a_config_error(tmp_path):
     cfg = tmp_path / "seed.toml"
     cfg.write_text(f"seed = {2**32}\n")
     one_line_error(run_cli("data", "prepare", "--data", str(tmp_path), "--config", str(cfg)), cfg, "seed = 4294967296")
+
+
+def test_a_video_named_like_a_hidden_or_parent_folder_is_refused(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "..mp4").write_bytes(b"\x00" * 64)
+    res = run_cli("data", "faces", "--videos", str(videos), "--out", str(tmp_path / "out"), subprocess_run=False)
+    one_line_error(res, videos / "..mp4", "must not start with '.'")
+    assert not (tmp_path / "out").exists()
