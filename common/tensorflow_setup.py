@@ -6,22 +6,34 @@ errors. :func:`setup` configures threads, devices, precision and seeds once per 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_stderr = os.dup(2)
-_devnull = os.open(os.devnull, os.O_WRONLY)
-os.dup2(_devnull, 2)
-try:
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence file descriptor 2 (C++ logging: TensorFlow's oneDNN and CPU-feature notices, absl's
+    pre-initialisation warning) for the block; Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with quiet_native_stderr():
     import keras  # noqa: E402
     import tensorflow as tf  # noqa: E402
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
-    os.close(_devnull)
 
-__all__ = ["keras", "tf", "Runtime", "setup"]
+__all__ = ["keras", "tf", "Runtime", "setup", "quiet_native_stderr"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,8 @@ def setup(mixed_precision: str = "auto", intra_op_threads: int = 0, inter_op_thr
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
         if inter_op_threads:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
-        gpus = tf.config.list_physical_devices("GPU")
+        with quiet_native_stderr():            # the device scan prints TensorFlow's start-up notices
+            gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, True)
         mixed = mixed_precision == "on" or (mixed_precision == "auto" and bool(gpus))

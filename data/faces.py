@@ -83,13 +83,14 @@ class FaceDetector:
     """MTCNN over batches of same-sized RGB frames; boxes come back in full-resolution pixels."""
 
     def __init__(self, params: FaceParams):
+        from common.tensorflow_setup import quiet_native_stderr, tf  # first: TensorFlow without its banner
+        # isort: split
         from mtcnn import MTCNN
         from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
 
-        from common.tensorflow_setup import tf  # quiet TensorFlow start-up
-
         self.params = params
-        device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+        with quiet_native_stderr():
+            device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
         # the stages load their weights through this module-level name: point it at the numpy-only reader
         with contextlib.ExitStack() as stack:
             for module in (stage_pnet, stage_rnet, stage_onet):
