@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .metadata import VIDEO_SUFFIXES
 
 # frame numbers fit int32 and face numbers int16 in the tables; longer numbers are not crops
-CROP_NAME = re.compile(r"^(\d{1,9})(?:_(\d{1,4}))?\.(?:png|jpe?g)$", re.IGNORECASE)
+CROP_NAME = re.compile(r"^([0-9]{1,9})(?:_([1-9][0-9]{0,3}))?\.(?:png|jpe?g)$", re.IGNORECASE)
 METADATA_GLOBS = ("metadata*.csv", "metadata*.json")
 
 

@@ -154,7 +154,13 @@ def _entries(parts: list[Part], folders: dict[str, Path], unlisted_parts: set[st
 
 def _present_folders(entries: dict[str, Entry], folders: dict[str, Path], problems: Problems) -> dict[str, Path]:
     """The face folder of each listed video that has one; unlisted folders and folderless videos are problems."""
-    listed_stems = {video_stem(v) for v in entries}
+    by_stem: dict[str, Entry] = {}
+    for video, entry in entries.items():
+        other = by_stem.setdefault(video_stem(video), entry)
+        if other is not entry:
+            raise DataError(f"{other.source} and {entry.source}: {other.video} and {entry.video} would share the "
+                            f"face folder {video_stem(video)!r}; list each video once")
+    listed_stems = set(by_stem)
     for stem in sorted(set(folders) - listed_stems):
         problems.add("folders on disk that are not listed (skipped)", str(folders[stem]))
     present = {video_stem(v): folders[video_stem(v)] for v in entries if video_stem(v) in folders}

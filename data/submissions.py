@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,17 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     header = text.splitlines()[0] if text.strip() else ""
     delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    names = [c.strip() for c in next(csv.reader([header], delimiter=delimiter), [])]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     try:
-        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
-                            quoting=csv.QUOTE_MINIMAL, skip_blank_lines=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        with warnings.catch_warnings():
+            # a row with more fields than the header (e.g. a trailing comma) is an error, not a pandas warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
+                                quoting=csv.QUOTE_MINIMAL, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning) as e:
         raise DataError(f"{path}: malformed CSV: {str(e).splitlines()[0]}") from None
     # blank lines are dropped, but the index keeps each row's place: line number = index + 2
     return table[~(table == "").all(axis=1)]

@@ -42,13 +42,23 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
     """The videos table (sorted by video) and {backbone: (frame table, embeddings (n, D))}; every feature row
     must name a listed video."""
     path = interim / "videos.parquet"
-    videos = load_videos(interim).sort_values("video").reset_index(drop=True)
+    videos = load_videos(interim)
+    unlabelled = ((videos["split"] == "blend") & videos["label"].isna()).to_numpy()
+    if unlabelled.any():
+        i = int(unlabelled.nonzero()[0][0])
+        raise DataError(f"{path}: row {i} (video {videos['video'].iloc[i]}) is in the blend split without a label; "
+                        "the combiners learn from every blend video")
+    videos = videos.sort_values("video").reset_index(drop=True)
     frames = {}
     for name in backbones:
         f = features_dir / f"{name}.parquet"
         if not f.exists():
             raise DataError(f"{f}: not found; run 'make features' (python -m extract features) first")
         frames[name] = load_features(f)
+        blend_videos = videos.loc[videos["split"] == "blend", "video"]
+        if not blend_videos.isin(frames[name][0]["video"]).any():
+            raise DataError(f"{f}: no frame of any blend-split video ({len(frames[name][0])} rows); the combiners "
+                            "would learn from the prior alone. Rerun 'make features'")
         unknown = ~frames[name][0]["video"].isin(videos["video"]).to_numpy()
         if unknown.any():
             i = int(np.flatnonzero(unknown)[0])

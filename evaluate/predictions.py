@@ -43,6 +43,7 @@ def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], dict]:
     if prior is not None and not (isinstance(prior, (int, float)) and not isinstance(prior, bool)
                                   and math.isfinite(prior) and 0 <= prior <= 1):
         raise DataError(f"{folder / 'fit.json'}: prior = {prior!r}, expected a probability in [0, 1]")
-    if fit.get("best_method") is not None and not isinstance(fit["best_method"], str):
-        raise DataError(f"{folder / 'fit.json'}: best_method = {fit['best_method']!r}, expected a method name")
+    if fit.get("best_method") is not None and fit["best_method"] not in methods:
+        raise DataError(f"{folder / 'fit.json'}: best_method = {fit['best_method']!r} is not a method column of "
+                        f"{path.name}")
     return table, methods, fit

@@ -21,6 +21,7 @@ from common.schema import INTEGER, PROBABILITY, TEXT, check_table
 
 META_KEY = b"deepfake_ensemble"
 COLUMNS = ("video", "frame", "face", "score", "embedding")
+EMBEDDING_LIMIT = 1e30     # pooled activations are far smaller; beyond this, float32 sums of a video overflow
 
 
 def feature_table(video, frame, face, score, embedding: np.ndarray, key: str, dim: int) -> pa.Table:
@@ -74,8 +75,11 @@ def check_features(path: Path, table: pa.Table) -> tuple[pd.DataFrame, np.ndarra
     frames = table.drop(["embedding"]).to_pandas()
     check_table(path, frames, {"video": TEXT, "frame": INTEGER, "face": INTEGER, "score": PROBABILITY},
                 key=["video", "frame", "face"], what="feature file")
-    bad = ~np.isfinite(flat).all(axis=1)
+    bad = ~(np.isfinite(flat) & (np.abs(flat) <= EMBEDDING_LIMIT)).all(axis=1)
     if bad.any():
         raise row_error(path, bad, lambda i: f"video {frames['video'].iloc[i]}, frame {frames['frame'].iloc[i]}",
-                        lambda i: "embedding holds NaN or infinity")
+                        lambda i: f"embedding holds NaN, infinity or a value beyond ±{EMBEDDING_LIMIT:g}")
+    if not pd.MultiIndex.from_frame(frames[["video", "frame", "face"]]).is_monotonic_increasing:
+        order = frames.sort_values(["video", "frame", "face"]).index.to_numpy()     # the order the stages assume
+        frames, flat = frames.iloc[order].reset_index(drop=True), flat[order]
     return frames, flat

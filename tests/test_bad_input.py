@@ -351,3 +351,52 @@ def test_a_video_named_like_a_hidden_or_parent_folder_is_refused(tmp_path):
     res = run_cli("data", "faces", "--videos", str(videos), "--out", str(tmp_path / "out"), subprocess_run=False)
     one_line_error(res, videos / "..mp4", "must not start with '.'")
     assert not (tmp_path / "out").exists()
+
+
+def test_blend_videos_need_labels_and_features(tmp_path):
+    path, cfg = _tables(tmp_path)
+    videos = pd.read_parquet(path)
+    blend_row = int(np.flatnonzero(videos["split"].to_numpy() == "blend")[0])
+    videos.assign(label=videos["label"].where(videos.index != blend_row, pd.NA)).to_parquet(path, index=False)
+    one_line_error(_fit(tmp_path, cfg), f"row {blend_row}", "blend split without a label")
+    make_inputs(tmp_path / "again")
+    (tmp_path / "again/interim/videos.parquet").replace(path)
+    feature = tmp_path / "features/x" / f"{BACKBONES[0]}.parquet"
+    t = pq.read_table(feature)
+    pq.write_table(t.slice(0, 0), feature)
+    one_line_error(_fit(tmp_path, cfg), feature, "no frame of any blend-split video")
+
+
+def test_feature_rows_in_any_order_give_the_sorted_result(tmp_path):
+    from extract.cache import load_features
+
+    make_inputs(tmp_path)
+    path = tmp_path / "features" / f"{BACKBONES[0]}.parquet"
+    frames, emb = load_features(path)
+    t = pq.read_table(path)
+    shuffled = tmp_path / "shuffled.parquet"
+    pq.write_table(t.take(np.random.default_rng(0).permutation(t.num_rows)), shuffled)
+    frames2, emb2 = load_features(shuffled)
+    pd.testing.assert_frame_equal(frames, frames2)
+    np.testing.assert_array_equal(emb, emb2)
+
+
+def test_two_listed_videos_sharing_one_face_folder_are_refused(tmp_path):
+    root = tmp_path / "faces"
+    write_video(root, "abc", [0])
+    (root / "metadata.csv").write_text("filename,label\nabc.mp4,REAL\nabc.avi,FAKE\n")
+    res = run_cli("data", "prepare", "--data", str(root), "--name", "s", "--out", str(tmp_path / "interim"))
+    one_line_error(res, "metadata.csv:2", "metadata.csv:3", "share the face folder 'abc'")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("filename,label,label\na.mp4,0.5,0.9\nb.mp4,0.2,0.1\n", "'label' appears more than once"),
+    ("filename,label\na.mp4,0.5,\nb.mp4,0.2\n", "malformed CSV"),
+])
+def test_submission_files_with_a_repeated_column_or_extra_fields(tmp_path, text, words):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,label\na.mp4,1\nb.mp4,0\n")
+    sub = tmp_path / "sub.csv"
+    sub.write_text(text)
+    one_line_error(run_cli("evaluate", "score", str(sub), "--labels", str(labels)), sub, words)
+    one_line_error(run_cli("evaluate", "validate", str(sub), "--sample", str(labels)), sub, words)
