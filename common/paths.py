@@ -7,13 +7,14 @@ from pathlib import Path
 from .errors import DataError
 
 
-def input_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` as a Path when it is an existing file; otherwise a one-line error naming it."""
+def input_file(path: str | os.PathLike, what: str = "file", hint: str = "") -> Path:
+    """``path`` as a Path when it is an existing file; otherwise a one-line error naming it (and ``hint``, the
+    command that makes it, when it is missing)."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a {what}")
     if not path.exists():
-        raise DataError(f"{path}: {what} not found")
+        raise DataError(f"{path}: {what} not found{'; ' + hint if hint else ''}")
     return path
 
 

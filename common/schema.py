@@ -13,19 +13,16 @@ import pandas as pd
 from pandas.api import types
 
 from .errors import DataError, not_probabilities, row_error
+from .paths import input_file
 
-TEXT, INTEGER, LABEL, NUMBER, PROBABILITY = "text", "integer", "label", "number", "probability"
+TEXT, INTEGER, LABEL, PROBABILITY = "text", "integer", "label", "probability"
 
 
 def read_parquet(path: Path, what: str = "table", hint: str = "") -> pd.DataFrame:
     """A Parquet file as a DataFrame; a missing, unreadable or non-Parquet file is one line naming it."""
     import pyarrow as pa
 
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a Parquet {what}")
-    if not path.exists():
-        raise DataError(f"{path}: not found{'; ' + hint if hint else ''}")
+    path = input_file(path, what, hint)
     try:
         return pd.read_parquet(path)
     except (OSError, pa.ArrowException, ValueError) as e:
@@ -34,9 +31,7 @@ def read_parquet(path: Path, what: str = "table", hint: str = "") -> pd.DataFram
 
 def read_json_object(path: Path, hint: str = "") -> dict:
     """A JSON file holding an object; anything else is one line naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {'is a folder' if path.is_dir() else 'not found'}{'; ' + hint if hint else ''}")
+    path = input_file(path, "JSON file", hint)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError, OSError) as e:
@@ -65,16 +60,15 @@ def _bad_rows(series: pd.Series, kind: str) -> np.ndarray | None:
             return None
         values = series.astype("float64").to_numpy()
         return ~np.isnan(values) & (values != 0) & (values != 1)
-    if kind in (NUMBER, PROBABILITY):
+    if kind == PROBABILITY:
         if not types.is_numeric_dtype(series) or types.is_bool_dtype(series):
             return None
-        values = series.astype("float64").to_numpy()
-        return not_probabilities(values) if kind == PROBABILITY else ~np.isfinite(values)
+        return not_probabilities(series.astype("float64").to_numpy())
     raise ValueError(kind)
 
 
 WHAT = {TEXT: "a non-empty text", INTEGER: "an integer", LABEL: "0 (REAL), 1 (FAKE) or empty",
-        NUMBER: "a finite number", PROBABILITY: "a probability in [0, 1]"}
+        PROBABILITY: "a probability in [0, 1]"}
 
 
 def _plain(value):
@@ -88,6 +82,7 @@ def check_table(path: Path, table: pd.DataFrame, columns: dict[str, str], key: l
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise DataError(f"{path}: not a {what}: missing column(s) {', '.join(missing)}")
+
     def describe(i: int) -> str:
         return ", ".join(f"{k} {table[k].iloc[i]}" for k in key or [] if k in table.columns) or "index"
 

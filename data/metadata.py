@@ -77,10 +77,11 @@ def _extra_name(column: str) -> str | None:
 
 def _plain_name(value: str | None, column: str, where: str) -> str | None:
     """A metadata file name must be a plain name: no folder part, not '.' or '..' (it names a face folder)."""
-    if value is not None and ("/" in value or "\\" in value or value.strip(".") == ""
-                              or any(c in value for c in "\0\n\r")):
+    if value is None:
+        return None
+    if "/" in value or "\\" in value or value.strip(".") == "":
         raise DataError(f"{where}: {column} {value!r} is not a plain file name (no folders, not '.' or '..')")
-    if value is not None and not value.isprintable() or value and _unencodable(value):
+    if not value.isprintable() or _unencodable(value):        # NUL, newlines, lone surrogates
         raise DataError(f"{where}: {column} {value!r} is not a printable UTF-8 file name")
     return value
 

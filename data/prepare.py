@@ -110,24 +110,26 @@ def _dataset_root(parts: list[Part]) -> Path:
     return Path(os.path.commonpath([str(_absolute(p.root)) for p in parts]))
 
 
-def _face_folders(parts: list[Part], problems: Problems) -> tuple[dict[str, Path], set[str]]:
-    """Every video folder of every part, keyed by stem (the first one wins), and the stems found in parts
-    without metadata."""
+def _face_folders(parts: list[Part], problems: Problems) -> tuple[dict[str, Path], list[tuple[Part, list[str]]]]:
+    """Every video folder of every part, keyed by stem (the first one wins), and each part without metadata
+    with the stems of the folders it brought."""
     folders: dict[str, Path] = {}
-    unlisted_parts: set[str] = set()
+    unlisted: list[tuple[Part, list[str]]] = []
     for part in parts:
+        mine: list[str] = []
         for stem, path in face_folders(part.root).items():
             if stem in folders:
                 problems.add("video folders found twice (first one used)", str(path))
                 continue
             folders[stem] = path
-            if not part.metadata:
-                unlisted_parts.add(stem)
-    return folders, unlisted_parts
+            mine.append(stem)
+        if not part.metadata:
+            unlisted.append((part, mine))
+    return folders, unlisted
 
 
-def _entries(parts: list[Part], folders: dict[str, Path], unlisted_parts: set[str], problems: Problems
-             ) -> dict[str, Entry]:
+def _entries(parts: list[Part], folders: dict[str, Path], unlisted: list[tuple[Part, list[str]]],
+             problems: Problems) -> dict[str, Entry]:
     """One entry per video: metadata rows, then the folders of parts without metadata as unlabelled videos."""
     merged = merge_entries([e for part in parts for f in part.metadata for e in read_metadata(f)])
     entries = merged.entries
@@ -136,16 +138,13 @@ def _entries(parts: list[Part], folders: dict[str, Path], unlisted_parts: set[st
     for video, entry in entries.items():
         if entry.label is None:
             problems.add("listed videos without a label (unlabelled)", f"{video} ({entry.source})")
-    for part in parts:
-        if part.metadata:
-            continue
-        mine = [stem for stem in sorted(unlisted_parts) if folders[stem].parent == part.root
-                and video_name(stem) not in entries]
-        for stem in mine:
+    for part, stems in unlisted:
+        new = [stem for stem in sorted(stems) if video_name(stem) not in entries]
+        for stem in new:
             entries[video_name(stem)] = Entry(video_name(stem), None, None, None, str(folders[stem]))
-        if mine:
+        if new:
             problems.add("parts without metadata: all their videos are unlabelled", str(part.root))
-        elif not any(folders[stem].parent == part.root for stem in folders):
+        elif not stems:
             problems.add("parts without metadata or video folders (nothing read)", str(part.root))
     if not entries:
         raise DataError(f"{_dataset_root(parts)}: no videos found (no metadata rows and no face folders)")
@@ -201,8 +200,8 @@ def build_tables(parts: list[Part], settings: DataSettings, problems: Problems
                  ) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """The videos and frames tables of ``parts`` (see module docstring), and the dataset root."""
     root = _dataset_root(parts)
-    folders, unlisted_parts = _face_folders(parts, problems)
-    entries = _entries(parts, folders, unlisted_parts, problems)
+    folders, unlisted = _face_folders(parts, problems)
+    entries = _entries(parts, folders, unlisted, problems)
     present = _present_folders(entries, folders, problems)
     scanned = scan_folders(present, settings.prepare.verify_images, settings.prepare.workers)
     family = assign_families(entries, problems)

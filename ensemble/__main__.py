@@ -36,14 +36,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
+    from data.settings import MAX_FOLDS
+
     from .blend import run_blend
-    from .settings import load_settings
+    from .settings import LOGISTIC_C, load_settings
 
     settings = load_settings(load_config(args.config))
     folds = settings.folds if args.folds is None else args.folds
     c = settings.logistic_c if args.c is None else args.c
-    if not 2 <= folds <= 1000 or not 1e-6 <= c <= 1e6:
-        raise DataError(f"--folds {folds} --C {c}: need 2 to 1000 folds and C in [1e-06, 1e+06]")
+    if not 2 <= folds <= MAX_FOLDS or not LOGISTIC_C[0] <= c <= LOGISTIC_C[1]:
+        raise DataError(f"--folds {folds} --C {c}: need 2 to {MAX_FOLDS} folds and C in [{LOGISTIC_C[0]:g}, "
+                        f"{LOGISTIC_C[1]:g}]")
     report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, c, settings.seed)
     print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds")
     print(f"{'method':<52}{'CV log-loss':>12}")

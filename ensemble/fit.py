@@ -49,20 +49,21 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
         raise DataError(f"{path}: row {i} (video {videos['video'].iloc[i]}) is in the blend split without a label; "
                         "the combiners learn from every blend video")
     videos = videos.sort_values("video").reset_index(drop=True)
+    blend_videos = videos.loc[videos["split"] == "blend", "video"]
     frames = {}
     for name in backbones:
         f = features_dir / f"{name}.parquet"
         if not f.exists():
             raise DataError(f"{f}: not found; run 'make features' (python -m extract features) first")
         frames[name] = load_features(f)
-        blend_videos = videos.loc[videos["split"] == "blend", "video"]
-        if not blend_videos.isin(frames[name][0]["video"]).any():
-            raise DataError(f"{f}: no frame of any blend-split video ({len(frames[name][0])} rows); the combiners "
+        listed = frames[name][0]["video"]
+        if not blend_videos.isin(listed).any():
+            raise DataError(f"{f}: no frame of any blend-split video ({len(listed)} rows); the combiners "
                             "would learn from the prior alone. Rerun 'make features'")
-        unknown = ~frames[name][0]["video"].isin(videos["video"]).to_numpy()
+        unknown = ~listed.isin(videos["video"]).to_numpy()
         if unknown.any():
             i = int(np.flatnonzero(unknown)[0])
-            raise DataError(f"{f}: row {i} names video {frames[name][0]['video'].iloc[i]!r}, which {path} does "
+            raise DataError(f"{f}: row {i} names video {listed.iloc[i]!r}, which {path} does "
                             f"not list ({int(unknown.sum())} rows like it); features of another dataset?")
     return videos, frames
 
@@ -81,6 +82,7 @@ class BlendData:
 
     @property
     def P(self) -> pd.DataFrame:
+        """The rule columns as a new table (n, len(rule_cols))."""
         return self.X[self.rule_cols]
 
 
@@ -107,14 +109,14 @@ def blend_data(videos: pd.DataFrame, frames: dict, settings: EnsembleSettings, i
 
 def combiners(settings: EnsembleSettings, data: BlendData) -> dict:
     """{method: (factory, its input table, early stopping?)} of the learned combiners."""
-    lgb, rule_cols = settings.lightgbm, data.rule_cols
+    lgb, rule_cols, P = settings.lightgbm, data.rule_cols, data.P
     lgb_columns = list(data.X.columns) if lgb.features == "all" else \
         [c for c in data.X.columns if c in rule_cols or c.split("/", 1)[1] in SCORE_FEATURES]
     stack_args = dict(base_columns=None if lgb.boost_from == "none" else rule_cols, base=lgb.boost_from,
                       base_c=settings.logistic_c, monotone_columns=rule_cols if lgb.monotone else None)
     return {
-        "blend/weighted": (lambda: WeightedBlend(rule_cols), data.P, False),
-        "stack/logistic": (lambda: LogisticStack(rule_cols, settings.logistic_c), data.P, False),
+        "blend/weighted": (lambda: WeightedBlend(rule_cols), P, False),
+        "stack/logistic": (lambda: LogisticStack(rule_cols, settings.logistic_c), P, False),
         "stack/lightgbm": (lambda: LightGBMStack(lgb_columns, dict(lgb.params), settings.seed, **stack_args),
                            data.X, True),
     }
@@ -159,9 +161,10 @@ def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str
     out = videos[META].copy()
     if MANIPULATION in videos:
         out["manipulation"] = videos[MANIPULATION].to_numpy()
+    P = data.P                        # a copy of the rule columns: take it once
     for col in data.rule_cols:
-        out[col] = data.P[col].to_numpy()
-    out["blend/mean"] = plain_mean(data.P, backbones)
+        out[col] = P[col].to_numpy()
+    out["blend/mean"] = plain_mean(P, backbones)
     return out
 
 

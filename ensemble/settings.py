@@ -11,6 +11,7 @@ from data.settings import MAX_FOLDS
 from .rules import Rule
 
 LIGHTGBM_FEATURES = ("scores", "all")
+LOGISTIC_C = (1e-6, 1e6)      # bounds of the logistic stacker's inverse L2 strength
 BOOST_FROM = ("weighted", "logistic", "none")
 
 
@@ -57,7 +58,7 @@ def load_settings(config: dict) -> EnsembleSettings:
     return EnsembleSettings(
         seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
         clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
-        logistic_c=t.number("logistic_c", 1e-6, 1e6), pca_components=t.integer("pca_components", 0, 4096),
+        logistic_c=t.number("logistic_c", *LOGISTIC_C), pca_components=t.integer("pca_components", 0, 4096),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
         folds=section(config, "splits").integer("folds", 2, MAX_FOLDS))
 

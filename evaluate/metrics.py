@@ -11,7 +11,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_curve
 
-from common.metrics import KAGGLE_EPS, log_loss
+from common.metrics import KAGGLE_EPS, balanced_log_loss, both_classes, label_arrays, log_loss
 
 __all__ = [
     "KAGGLE_EPS", "THRESHOLD", "ECE_BINS", "N_BOOT", "CI_LEVEL", "METRIC_NAMES",
@@ -31,34 +31,12 @@ METRIC_NAMES = ("log_loss", "balanced_log_loss", "auc", "ap", "eer", "brier", "e
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
-def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
-    """``y`` as int labels and ``p`` as float64, both 1-D and of equal length."""
-    y = np.asarray(y).astype(np.int64).ravel()
-    p = np.asarray(p, np.float64).ravel()
-    if y.shape != p.shape:
-        raise ValueError(f"y and p differ in length: {y.size} != {p.size}")
-    return y, p
-
-
-def _both_classes(y: np.ndarray) -> bool:
-    return bool(np.any(y == 1) and np.any(y == 0))
-
-
 # --- probabilistic metrics -------------------------------------------------------------------
-
-def balanced_log_loss(y, p, eps: float = KAGGLE_EPS) -> float:
-    """Mean of the Kaggle log-loss over FAKE rows and over REAL rows; y, p: (n,). NaN if a class is absent."""
-    y, p = _arrays(y, p)
-    if not _both_classes(y):
-        return float("nan")
-    fake = y == 1
-    return 0.5 * (log_loss(y[fake], p[fake], eps) + log_loss(y[~fake], p[~fake], eps))
-
 
 def roc_auc(y, p) -> float:
     """ROC AUC of p against y; y, p: (n,). NaN if only one class is present."""
-    y, p = _arrays(y, p)
-    if not _both_classes(y):
+    y, p = label_arrays(y, p)
+    if not both_classes(y):
         return float("nan")
     # Mann-Whitney U from mid-ranks (ties count one half): scikit-learn's value, fast enough to bootstrap
     ranks = rankdata(p)
@@ -69,8 +47,8 @@ def roc_auc(y, p) -> float:
 
 def average_precision(y, p) -> float:
     """Average precision with FAKE as the positive class; y, p: (n,). NaN if only one class is present."""
-    y, p = _arrays(y, p)
-    return float(average_precision_score(y, p)) if _both_classes(y) else float("nan")
+    y, p = label_arrays(y, p)
+    return float(average_precision_score(y, p)) if both_classes(y) else float("nan")
 
 
 def eer(y, p) -> float:
@@ -79,8 +57,8 @@ def eer(y, p) -> float:
     The rate where FPR == FNR (= 1 - TPR) on the ROC curve, linearly interpolated between the two
     ROC points where FPR - FNR changes sign (it runs from -1 at (0, 0) to +1 at (1, 1)).
     """
-    y, p = _arrays(y, p)
-    if not _both_classes(y):
+    y, p = label_arrays(y, p)
+    if not both_classes(y):
         return float("nan")
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
     fnr = 1.0 - tpr
@@ -94,7 +72,7 @@ def eer(y, p) -> float:
 
 def brier(y, p) -> float:
     """Brier score, mean of (p - y)^2; y, p: (n,)."""
-    y, p = _arrays(y, p)
+    y, p = label_arrays(y, p)
     return float(np.mean((p - y) ** 2))
 
 
@@ -104,7 +82,7 @@ def ece(y, p, bins: int = ECE_BINS) -> float:
     Row i goes to bin floor(p_i * bins) (p == 1 in the last bin); the result is the sum over
     bins of (n_bin / n) * |mean(y in bin) - mean(p in bin)|.
     """
-    y, p = _arrays(y, p)
+    y, p = label_arrays(y, p)
     if y.size == 0:
         return float("nan")
     which = np.clip(np.floor(p * bins).astype(np.int64), 0, bins - 1)
@@ -118,7 +96,7 @@ def ece(y, p, bins: int = ECE_BINS) -> float:
 
 def _confusion(y, p, threshold: float) -> tuple[int, int, int, int]:
     """(tp, fp, tn, fn) of the prediction FAKE when p > threshold."""
-    y, p = _arrays(y, p)
+    y, p = label_arrays(y, p)
     pred = p > threshold
     fake = y == 1
     return (int(np.sum(pred & fake)), int(np.sum(pred & ~fake)),
@@ -155,7 +133,7 @@ def specificity(y, p, threshold: float = THRESHOLD) -> float:
 
 def all_metrics(y, p, eps: float = KAGGLE_EPS, bins: int = ECE_BINS) -> dict[str, float]:
     """Every metric above on y, p: (n,), keyed by METRIC_NAMES, as python floats; ``bins`` for the ECE."""
-    y, p = _arrays(y, p)
+    y, p = label_arrays(y, p)
     out = {
         "log_loss": log_loss(y, p, eps),
         "balanced_log_loss": balanced_log_loss(y, p, eps),
@@ -202,7 +180,7 @@ def grouped_bootstrap_indices(groups, n_boot: int = N_BOOT, seed: int = 0) -> li
 
 def bootstrap_values(y, p, metric: Metric, indices: Sequence[np.ndarray]) -> np.ndarray:
     """metric(y[idx], p[idx]) for each replicate idx in ``indices``; y, p: (n,) -> (n_boot,), NaN kept."""
-    y, p = _arrays(y, p)
+    y, p = label_arrays(y, p)
     return np.array([metric(y[idx], p[idx]) for idx in indices], np.float64)
 
 
@@ -251,7 +229,7 @@ def paired_bootstrap(y, p_a, p_b, groups, metric: Metric, n_boot: int = N_BOOT,
     either metric is NaN are skipped. ``indices`` overrides groups, n_boot and seed.
     """
     replicates = _replicates(groups, n_boot, seed, indices)
-    diff = float(metric(*_arrays(y, p_a)) - metric(*_arrays(y, p_b)))
+    diff = float(metric(*label_arrays(y, p_a)) - metric(*label_arrays(y, p_b)))
     d = bootstrap_values(y, p_a, metric, replicates) - bootstrap_values(y, p_b, metric, replicates)
     d = d[~np.isnan(d)]
     if np.isnan(diff) or d.size == 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import DataError
+from common.paths import input_file
 from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
 layers = keras.layers
@@ -168,6 +169,4 @@ def load_keras(path: Path, compile: bool = False) -> keras.Model:
 
 def load_classifier(path: Path) -> keras.Model:
     """A saved classifier (see :func:`load_keras`)."""
-    if not path.exists():
-        raise DataError(f"{path}: model not found; run 'make features' (python -m extract train) first")
-    return load_keras(path)
+    return load_keras(input_file(path, "model", "run 'make features' (python -m extract train) first"))

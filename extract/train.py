@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from common.atomic import write_json
 from common.errors import DataError
-from common.metrics import KAGGLE_EPS, log_loss
+from common.metrics import KAGGLE_EPS, balanced_log_loss, log_loss
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.sampling import SamplingPolicy
 from data.tables import load_tables
@@ -77,8 +77,7 @@ def sample_weights(labels: np.ndarray, mode: str) -> np.ndarray:
 def frame_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Frame-level Kaggle log-loss, class-balanced log-loss (mean of the REAL and FAKE halves) and ROC AUC."""
     p = np.clip(p.astype(np.float64), KAGGLE_EPS, 1 - KAGGLE_EPS)
-    return {"log_loss": log_loss(y, p),
-            "balanced_log_loss": float(np.mean([log_loss(y[y == c], p[y == c]) for c in (0, 1)])),
+    return {"log_loss": log_loss(y, p), "balanced_log_loss": balanced_log_loss(y, p),
             "auc": float(roc_auc_score(y, p))}
 
 

@@ -78,6 +78,23 @@ def config():
     return load_config()
 
 
+def bad_config_message(tmp_path: Path, text: str, *loaders) -> str:
+    """Write ``text`` as a user config, load it and pass it to each of ``loaders`` (stage settings readers);
+    the ``DataError`` message, checked to be one line naming the config file."""
+    from common.config import load_config
+    from common.errors import DataError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(DataError) as err:
+        config = load_config(path)
+        for load in loaders:
+            load(config)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_DFDC / name
     if not path.exists():

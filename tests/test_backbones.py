@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from common.errors import DataError
+from conftest import bad_config_message
 from extract import backbones
 from extract.backbones import REGISTRY, build_model, feature_model, load_classifier
 
@@ -114,11 +115,6 @@ def test_training_resumes_only_from_a_safe_whole_checkpoint(tmp_path):
     ("[extract.train]\naugment = 'yes'\n", "[extract.train]: augment = 'yes', expected true or false"),
 ])
 def test_extract_settings_errors_name_file_table_and_key(tmp_path, text, words):
-    from common.config import load_config
     from extract.settings import load_settings
 
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(DataError) as err:
-        load_settings(load_config(path))
-    assert str(path) in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+    assert words in bad_config_message(tmp_path, text, load_settings)

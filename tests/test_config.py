@@ -1,7 +1,7 @@
 import pytest
 
 from common.config import load_config
-from common.errors import DataError
+from conftest import bad_config_message
 from data.sampling import SamplingPolicy
 from data.settings import load_settings as data_settings
 from ensemble.settings import load_settings as ensemble_settings
@@ -45,12 +45,7 @@ def _all_settings(config):
     ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),
 ])
 def test_bad_config_is_one_line_error_naming_file_table_and_key(tmp_path, text, words):
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(DataError) as err:
-        _all_settings(load_config(path))
-    message = str(err.value)
-    assert str(path) in message and words in message and "\n" not in message
+    assert words in bad_config_message(tmp_path, text, data_settings, ensemble_settings, evaluate_settings)
 
 
 def test_default_config_passes_every_stage_check():
