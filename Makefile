@@ -2,11 +2,15 @@
 #   make all                         the whole pipeline on the embedded synthetic dataset
 #   make data DATA=path NAME=name    your own face crops (folder, part zips or metadata.json)
 #   make test                        set up .venv and run the tests
+#   EXECUTOR=dask SCHEDULER=tcp://host:8786 (or local:N) runs faces, features and ensemble chunks on Dask
 
 NAME     ?= synthetic
 CONFIG   ?= configs/default.toml
 EMBEDDED := data/raw/synthetic
 DATA     ?= $(EMBEDDED)
+EXECUTOR ?= local
+SCHEDULER ?=
+RUN_ON   := --executor $(EXECUTOR) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
@@ -20,7 +24,7 @@ REPORTS  := reports/$(NAME)
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data faces features ensemble report submission test bench clean FORCE
+.PHONY: all setup data faces features ensemble report submission test bench bench-scale clean FORCE
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -50,17 +54,17 @@ data: $(INTERIM)/videos.parquet $(REPORTS)/contact_sheet.png
 # Face crops from raw videos: make faces VIDEOS=<folder of .mp4> NAME=<name> [LABELS=<metadata.json>]
 faces: | $(SETUP)
 	@test -n "$(VIDEOS)" || { echo "usage: make faces VIDEOS=<folder of videos> NAME=<name> [LABELS=metadata.json]"; exit 2; }
-	$(PYTHON) -m data faces --videos $(VIDEOS) --out data/raw/$(NAME) --config $(CONFIG) $(if $(LABELS),--labels $(LABELS))
+	$(PYTHON) -m data faces --videos $(VIDEOS) --out data/raw/$(NAME) --config $(CONFIG) $(if $(LABELS),--labels $(LABELS)) $(RUN_ON)
 
 $(FEATURES)/.done: $(INTERIM)/videos.parquet
 	$(PYTHON) -m extract train --name $(NAME) --config $(CONFIG)
-	$(PYTHON) -m extract features --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m extract features --name $(NAME) --config $(CONFIG) $(RUN_ON)
 	touch $@
 
 features: $(FEATURES)/.done
 
 $(PREDICT)/videos.parquet: $(FEATURES)/.done
-	$(PYTHON) -m ensemble fit --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m ensemble fit --name $(NAME) --config $(CONFIG) $(RUN_ON)
 
 ensemble: $(PREDICT)/videos.parquet
 
@@ -82,6 +86,11 @@ bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --faces --config $(CONFIG)
 	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
 	$(PYTHON) -m ensemble bench --config $(CONFIG)
+
+# ensemble fit on a generated DFDC-shaped feature cache (VIDEOS=119154 by default), local and on 2 Dask workers
+SCALE_VIDEOS ?= 119154
+bench-scale: | $(SETUP)
+	$(PYTHON) -m ensemble bench --scale --videos $(SCALE_VIDEOS) --config $(CONFIG)
 
 clean:
 	rm -rf data/raw data/interim data/features data/predictions models

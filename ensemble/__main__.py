@@ -18,6 +18,7 @@ from common.cli import (
 )
 from common.config import load_config, seed
 from common.errors import DataError
+from common.executor import add_executor_flags, executor_spec
 from common.paths import output_file
 
 
@@ -26,8 +27,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     name = check_name(args.name)
+    spec = executor_spec(args)
     out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
-                          Path(args.out) / name, Path(args.models) / name / "ensemble", args.backbone)
+                          Path(args.out) / name, Path(args.models) / name / "ensemble", args.backbone, spec)
     print(f"{'method':<22}{'blend OOF log-loss':>20}  calibrator")
     for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["oof_log_loss"]):
         print(f"{method:<22}{r['oof_log_loss']:>20.4f}  {r['calibrator']}")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_flag(p, "--out", PREDICTIONS, "predictions folder")
     add_folder_flag(p, "--models", MODELS, "models folder; combiners go to MODELS/NAME/ensemble")
     add_config_flag(p)
+    add_executor_flags(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
                        description="Align Kaggle submission files (filename,label) by video, score blending methods "

@@ -22,6 +22,7 @@ import pandas as pd
 from common.atomic import atomic_dir, locked, write_json
 from common.cli import check_name
 from common.errors import DataError
+from common.executor import ExecutorSpec
 from common.metrics import log_loss
 from data.tables import load_videos
 from extract.cache import load_features
@@ -169,7 +170,8 @@ def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str
 
 
 def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, models_dir: Path,
-            backbones: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+            backbones: list[str] | None = None, executor: ExecutorSpec = ExecutorSpec()
+            ) -> tuple[pd.DataFrame, dict]:
     """Fit every combiner and write the predictions table, ``fit.json`` and the saved ensemble; returns the
     table and the report. ``backbones`` defaults to the config's ``[extract] backbones``."""
     settings = load_settings(config)

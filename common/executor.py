@@ -1,0 +1,164 @@
+"""Where chunked work runs: in this process (``local``, the default; Dask is never imported) or as tasks on a
+Dask cluster (``dask``: a running scheduler at ``tcp://host:8786``, or ``local:N``, a ``LocalCluster`` of N
+single-threaded worker processes on this machine).
+
+A task is a module-level function called with plain arguments (ids, paths, settings; never a model object).
+The scheduler may run a task twice (a worker dies, a result is lost), so every task must be harmless to rerun:
+it skips work whose output is already complete and writes to a temporary name, then renames.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import DataError
+
+EXECUTORS = ("local", "dask")
+MAX_LOCAL_WORKERS = 1024
+_LOCAL = re.compile(r"^local:([0-9]+)$")
+_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """``kind`` local or dask; ``scheduler`` a Dask scheduler address or ``local:N`` (dask only)."""
+
+    kind: str = "local"
+    scheduler: str | None = None
+
+    @classmethod
+    def parse(cls, kind: str | None, scheduler: str | None) -> "ExecutorSpec":
+        kind = kind or "local"
+        scheduler = scheduler or None
+        if kind not in EXECUTORS:
+            raise DataError(f"--executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+        if kind == "local":
+            if scheduler:
+                raise DataError(f"--scheduler {scheduler!r} needs --executor dask (EXECUTOR=dask)")
+            return cls()
+        if not scheduler:
+            raise DataError("--executor dask needs --scheduler: tcp://host:8786 (a running 'dask scheduler') "
+                            "or local:N (N worker processes on this machine)")
+        local = _LOCAL.match(scheduler)
+        if local and not 1 <= int(local.group(1)) <= MAX_LOCAL_WORKERS:
+            raise DataError(f"--scheduler {scheduler!r}: local:N needs 1 <= N <= {MAX_LOCAL_WORKERS}")
+        if not local and not _ADDRESS.match(scheduler):
+            raise DataError(f"--scheduler {scheduler!r}: expected tcp://host:port or local:N")
+        return cls("dask", scheduler)
+
+    @property
+    def label(self) -> str:
+        """``local``, ``dask:N`` for a local cluster, ``dask`` for a remote scheduler."""
+        local = _LOCAL.match(self.scheduler or "")
+        return self.kind if self.kind == "local" else f"dask:{local.group(1)}" if local else "dask"
+
+    def open(self) -> "Executor":
+        return LocalExecutor() if self.kind == "local" else DaskExecutor(self.scheduler)
+
+
+def add_executor_flags(parser) -> None:
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="run the chunks here (local, default) or as Dask tasks (dask)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="with --executor dask: tcp://host:8786 of a running scheduler, or local:N for "
+                             "N worker processes on this machine")
+
+
+def executor_spec(args) -> ExecutorSpec:
+    return ExecutorSpec.parse(getattr(args, "executor", None), getattr(args, "scheduler", None))
+
+
+class Executor:
+    """Runs ``fn(item)`` for every item and yields ``(index, result)`` as tasks finish, with a progress bar."""
+
+    label = "local"
+    gpu_workers = 0
+
+    def map(self, fn: Callable, items: Sequence[Any], desc: str, unit: str = "chunk",
+            gpu: bool = False) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _bar(total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=None)
+
+
+class LocalExecutor(Executor):
+    """In this process, in order."""
+
+    def map(self, fn, items, desc, unit="chunk", gpu=False):
+        with _bar(len(items), desc, unit) as bar:
+            for i, item in enumerate(items):
+                result = fn(item)
+                bar.update(1)
+                yield i, result
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask cluster; the client shows a bar as tasks finish and prints the dashboard address.
+
+    Workers are processes started by spawn (Dask's default), one thread each for ``local:N``; start remote
+    GPU workers with ``--nthreads 1 --resources GPU=1`` so that each GPU runs one TensorFlow process: tasks
+    marked ``gpu`` then ask for one GPU each."""
+
+    def __init__(self, scheduler: str):
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.cluster = None
+        local = _LOCAL.match(scheduler)
+        try:
+            if local:
+                with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+                    self.cluster = LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
+                                                processes=True, dashboard_address=":0", silence_logs=40)
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as e:
+            if self.cluster is not None:
+                self.cluster.close()
+            raise DataError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
+        info = self.client.scheduler_info()
+        workers = info.get("workers", {})
+        self.gpu_workers = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU"))
+        self.label = f"dask:{len(workers)}"
+        print(f"dask: {len(workers)} workers at {self.client.scheduler.address}, dashboard "
+              f"{self.client.dashboard_link}", flush=True)
+
+    def map(self, fn, items, desc, unit="chunk", gpu=False):
+        from distributed import as_completed
+
+        resources = {"GPU": 1} if gpu and self.gpu_workers else None
+        name = getattr(fn, "__name__", "task")
+        futures = [self.client.submit(fn, item, key=f"{name}-{i}-{os.urandom(4).hex()}", resources=resources,
+                                      pure=False) for i, item in enumerate(items)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            with _bar(len(futures), desc, unit) as bar:
+                for future in as_completed(futures):
+                    result = future.result()       # a task's DataError comes back as itself: one line
+                    bar.update(1)
+                    yield index[future.key], result
+                    future.release()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
