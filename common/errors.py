@@ -7,15 +7,16 @@ class DataError(Exception):
     exit_code = 2
 
 
-def row_error(path, bad, describe, what) -> DataError:
+def row_error(path, bad, describe, what, first_row: int = 0) -> DataError:
     """A one-line error for the first flagged row of a table file: ``<path>: row <i> (<describe(i)>): <what(i)>``,
-    with how many more rows are flagged. ``bad``: (n,) bool; ``describe``, ``what``: row index -> text."""
+    with how many more rows are flagged. ``bad``: (n,) bool; ``describe``, ``what``: row index -> text;
+    ``first_row``: the file row of ``bad[0]`` when the table is a part of its file."""
     import numpy as np
 
     rows = np.flatnonzero(bad)
     i = int(rows[0])
     more = f" ({len(rows) - 1} more rows like it)" if len(rows) > 1 else ""
-    return DataError(f"{path}: row {i} ({describe(i)}): {what(i)}{more}")
+    return DataError(f"{path}: row {first_row + i} ({describe(i)}): {what(i)}{more}")
 
 
 def not_probabilities(values):

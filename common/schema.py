@@ -77,8 +77,9 @@ def _plain(value):
 
 
 def check_table(path: Path, table: pd.DataFrame, columns: dict[str, str], key: list[str] | None = None,
-                what: str = "table") -> None:
-    """Every column of ``columns`` ({name: kind}) is there and of its kind in every row, and ``key`` is unique."""
+                what: str = "table", first_row: int = 0) -> None:
+    """Every column of ``columns`` ({name: kind}) is there and of its kind in every row, and ``key`` is unique.
+    ``first_row``: the file row of the table's first row, when it is a part of its file."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise DataError(f"{path}: not a {what}: missing column(s) {', '.join(missing)}")
@@ -93,8 +94,9 @@ def check_table(path: Path, table: pd.DataFrame, columns: dict[str, str], key: l
                             f"values, expected {WHAT[kind]} in every row")
         if bad.any():
             raise row_error(path, bad, describe, lambda i: f"{column} = {_plain(table[column].iloc[i])!r}, "
-                                                           f"expected {WHAT[kind]}")
+                                                           f"expected {WHAT[kind]}", first_row)
     if key:
         repeated = table.duplicated(key, keep="first").to_numpy()
         if repeated.any():
-            raise row_error(path, repeated, describe, lambda i: f"repeats an earlier row's {'/'.join(key)}")
+            raise row_error(path, repeated, describe, lambda i: f"repeats an earlier row's {'/'.join(key)}",
+                            first_row)

@@ -25,23 +25,31 @@ from common.errors import DataError
 from common.executor import ExecutorSpec
 from common.metrics import log_loss
 from data.tables import load_videos
-from extract.cache import load_features
+from extract.cache import FeatureFile
 
 from .calibration import Calibrator, choose
 from .crossfit import cross_fit
 from .saved import write_ensemble
 from .settings import EnsembleSettings, load_settings
 from .stackers import LightGBMStack, LogisticStack, WeightedBlend
-from .video_features import fill_rules, fit_pcas, has_frames, plain_mean, rule_columns, video_table
+from .video_features import (
+    backbone_videos,
+    fill_rules,
+    fit_pca,
+    has_frames,
+    joined,
+    plain_mean,
+    rule_columns,
+    with_projection,
+)
 
 META = ["video", "split", "label", "fold", "family", "n_frames"]
 SCORE_FEATURES = ("std", "temporal_mean", "temporal_max")   # with the rule outputs: the "scores" feature set
 MANIPULATION = "method"          # optional metadata column (e.g. DFDC-like fake methods), passed on as "manipulation"
 
 
-def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
-    """The videos table (sorted by video) and {backbone: (frame table, embeddings (n, D))}; every feature row
-    must name a listed video."""
+def load_inputs(interim: Path, features_dir: Path, backbones: list[str]) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """The videos table (sorted by video) and {backbone: its feature file}."""
     path = interim / "videos.parquet"
     videos = load_videos(interim)
     unlabelled = ((videos["split"] == "blend") & videos["label"].isna()).to_numpy()
@@ -49,24 +57,29 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]):
         i = int(unlabelled.nonzero()[0][0])
         raise DataError(f"{path}: row {i} (video {videos['video'].iloc[i]}) is in the blend split without a label; "
                         "the combiners learn from every blend video")
-    videos = videos.sort_values("video").reset_index(drop=True)
-    blend_videos = videos.loc[videos["split"] == "blend", "video"]
-    frames = {}
+    files = {}
     for name in backbones:
-        f = features_dir / f"{name}.parquet"
-        if not f.exists():
-            raise DataError(f"{f}: not found; run 'make features' (python -m extract features) first")
-        frames[name] = load_features(f)
-        listed = frames[name][0]["video"]
-        if not blend_videos.isin(listed).any():
-            raise DataError(f"{f}: no frame of any blend-split video ({len(listed)} rows); the combiners "
-                            "would learn from the prior alone. Rerun 'make features'")
-        unknown = ~listed.isin(videos["video"]).to_numpy()
-        if unknown.any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise DataError(f"{f}: row {i} names video {listed.iloc[i]!r}, which {path} does "
-                            f"not list ({int(unknown.sum())} rows like it); features of another dataset?")
-    return videos, frames
+        files[name] = features_dir / f"{name}.parquet"
+        if not files[name].exists():
+            raise DataError(f"{files[name]}: not found; run 'make features' (python -m extract features) first")
+        FeatureFile(files[name])        # the schema of every file is checked before any long work
+    return videos.sort_values("video").reset_index(drop=True), files
+
+
+def backbone_table(videos: pd.DataFrame, path: Path, settings: EnsembleSettings, executor, interim: Path
+                   ) -> tuple[pd.DataFrame, dict | None]:
+    """One backbone's video features with its PCA columns (one row per video, in order), read out of core,
+    and the PCA fitted on train-split videos (None when off)."""
+    names = videos["video"].tolist()
+    features, means = backbone_videos(path, names, list(settings.rules), settings.rows_per_task, executor,
+                                      interim / "videos.parquet")
+    blend = (videos["split"] == "blend").to_numpy()
+    if not (features["n_frames"].to_numpy()[blend] > 0).any():
+        raise DataError(f"{path}: no frame of any blend-split video ({FeatureFile(path).rows} rows); the "
+                        "combiners would learn from the prior alone. Rerun 'make features'")
+    pca = fit_pca(means, videos["split"].eq("train").to_numpy(), settings.pca_components, settings.seed) \
+        if settings.pca_components else None
+    return with_projection(features, means, pca), pca
 
 
 @dataclass
@@ -87,11 +100,18 @@ class BlendData:
         return self.X[self.rule_cols]
 
 
-def blend_data(videos: pd.DataFrame, frames: dict, settings: EnsembleSettings, interim: Path,
-               backbones: list[str]) -> tuple[BlendData, dict]:
-    """The video table and labels the combiners use, and the PCA of each backbone's mean embedding."""
-    pcas = fit_pcas(videos, frames, settings.pca_components, settings.seed)
-    X = video_table(videos["video"].tolist(), frames, list(settings.rules), pcas)
+def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleSettings, interim: Path,
+               executor: ExecutorSpec = ExecutorSpec()) -> tuple[BlendData, dict]:
+    """The video table and labels the combiners use, and the PCA of each backbone's mean embedding. The feature
+    files are read a part at a time, by ``executor``; one backbone's mean embeddings are in memory at a time."""
+    backbones, parts, pcas = list(files), [], {}
+    with executor.open() as ex:
+        for backbone, path in files.items():
+            table, pca = backbone_table(videos, path, settings, ex, interim)
+            parts.append(table.add_prefix(f"{backbone}/"))
+            if pca is not None:
+                pcas[backbone] = pca
+    X = joined(parts)
     blend = (videos["split"] == "blend").to_numpy()
     y_all = videos["label"].astype("float64").to_numpy()
     if blend.sum() == 0 or len(np.unique(y_all[blend])) < 2:
@@ -180,8 +200,8 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
         check_name(name)       # a backbone names a file in the features folder: one plain component
     if len(set(backbones)) != len(backbones):
         raise DataError(f"backbones {backbones}: a backbone is named twice")
-    videos, frames = load_inputs(interim, features_dir, backbones)
-    data, pcas = blend_data(videos, frames, settings, interim, backbones)
+    videos, files = load_inputs(interim, features_dir, backbones)
+    data, pcas = blend_data(videos, files, settings, interim, executor)
     out = predictions_table(videos, data, backbones)
     calibrate = Calibration(data, settings.clip_eps, out)
 

@@ -31,6 +31,7 @@ class EnsembleSettings:
     clip_eps: tuple[float, ...]
     logistic_c: float
     pca_components: int
+    rows_per_task: int            # feature rows per out-of-core part (whole videos; more where a video needs it)
     lightgbm: LightGBMSettings
     folds: int                    # [splits] folds: the CV folds of `ensemble blend`
 
@@ -59,6 +60,7 @@ def load_settings(config: dict) -> EnsembleSettings:
         seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
         clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
         logistic_c=t.number("logistic_c", *LOGISTIC_C), pca_components=t.integer("pca_components", 0, 4096),
+        rows_per_task=t.integer("rows_per_task", 1, MAX_COUNT),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
         folds=section(config, "splits").integer("folds", 2, MAX_FOLDS))
 

@@ -1,12 +1,21 @@
 """Video-level features from the cached frame tables: per backbone, rule outputs, spread, counts, temporal
 changes and embedding consistency (vectorised over the frame table), then every backbone side by side in the
-video table that training (``ensemble.fit``) and inference (``ensemble.saved``) both build."""
+video table that training (``ensemble.fit``) and inference (``ensemble.saved``) both build.
+
+Every feature of a video depends on that video's rows alone, so a feature file is read out of core, a part of
+whole videos at a time (:func:`part_videos`, one task per part, in this process or on Dask workers), and the
+parts' rows are the rows one pass over the whole table would give: peak memory follows the part, not the file.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from common.errors import DataError
+from extract.cache import FeatureFile, Part, read_part
 
 from .rules import Rule, aggregate
 
@@ -84,6 +93,71 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
     return out
 
 
+def video_rows(frames: pd.DataFrame, embeddings: np.ndarray, rules: list[Rule]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features (one row per video that has a frame, indexed by video, sorted) and mean embeddings (n_videos, D)
+    float64 of a frame table sorted by (video, frame, face) with its embeddings (n, D)."""
+    videos = frames["video"].unique().tolist()
+    return backbone_features(frames, embeddings, videos, rules), mean_embeddings(frames, embeddings, videos)
+
+
+def complete(pieces: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """Features of disjoint sets of videos as one table over ``names``: NaN for a video without a frame, but
+    0 frames and faces."""
+    out = pd.concat(pieces).reindex(names)
+    out[["n_frames", "n_faces"]] = out[["n_frames", "n_faces"]].fillna(0)
+    out.index.name = "video"
+    return out
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One task of the out-of-core pass: a part of a feature file and the rules to apply."""
+
+    part: Part
+    rules: tuple[Rule, ...]
+
+
+@dataclass
+class PartVideos:
+    features: pd.DataFrame        # one row per video of the part, indexed by video
+    means: np.ndarray             # (n_videos, D) float64 mean embeddings
+    first_rows: np.ndarray        # (n_videos,) the file row of each video's first crop, for errors
+
+
+def part_videos(task: PartTask) -> PartVideos:
+    """The features of a part's videos (a task: plain arguments in, plain tables out)."""
+    rows = read_part(task.part)
+    features, means = video_rows(rows.frames, rows.embeddings, list(task.rules))
+    first = np.flatnonzero(~rows.frames["video"].duplicated().to_numpy())
+    return PartVideos(features, means, rows.file_rows[first])
+
+
+def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_task: int, executor,
+                    videos_file: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """One backbone's video features over ``names`` (as :func:`complete`) and mean embeddings
+    (len(names), D) float64, NaN rows for videos without a frame, read a part at a time on ``executor``.
+    Every video of the file must be one of ``names`` (those ``videos_file`` lists)."""
+    file = FeatureFile(path)
+    index = pd.Index(names)
+    means = np.full((len(names), file.dim), np.nan)
+    pieces = {}
+    tasks = [PartTask(part, tuple(rules)) for part in file.parts(rows_per_task)]
+    for i, got in executor.map(part_videos, tasks, f"{path.stem} video features", unit="part"):
+        position = index.get_indexer(got.features.index)
+        unknown = np.flatnonzero(position < 0)
+        if len(unknown):
+            k = unknown[0]
+            raise DataError(f"{path}: row {got.first_rows[k]} names video {got.features.index[k]!r}, which "
+                            f"{videos_file} does not list ({len(unknown)} videos like it in rows "
+                            f"{tasks[i].part.first_row}-{tasks[i].part.first_row + tasks[i].part.rows - 1}); "
+                            "features of another dataset?")
+        means[position] = got.means
+        pieces[i] = got.features
+    empty = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),
+                              np.zeros((0, file.dim), np.float32), [], rules)
+    return complete([empty] + [pieces[i] for i in sorted(pieces)], names), means
+
+
 # --- the video table: every backbone's features side by side, as the combiners see them -----------------
 
 def rule_columns(backbones: list[str], rules: list[Rule]) -> list[str]:
@@ -96,39 +170,45 @@ def mean_embeddings(table: pd.DataFrame, emb: np.ndarray, names: list[str]) -> n
     return pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names).to_numpy()
 
 
-def fit_pcas(videos: pd.DataFrame, frames: dict, n_components: int, seed: int) -> dict:
-    """Each backbone's PCA of the mean embedding, fitted on train-split videos with a frame, as
-    ``{backbone: {"mean": (D,), "components": (k, D)}}`` lists; empty when ``n_components`` is 0."""
+def fit_pca(means: np.ndarray, train: np.ndarray, n_components: int, seed: int) -> dict | None:
+    """A PCA of the mean embeddings (n, D) of the ``train`` videos (n,) bool that have a frame, as
+    ``{"mean": (D,), "components": (k, D)}`` lists; None when ``n_components`` is 0 or no video qualifies."""
     from sklearn.decomposition import PCA
 
-    names, pcas = videos["video"].tolist(), {}
-    for backbone, (table, emb) in frames.items():
-        if not n_components:
-            continue
-        means = mean_embeddings(table, emb, names)
-        train = videos["split"].eq("train").to_numpy() & ~np.isnan(means).any(axis=1)
-        k = min(n_components, int(train.sum()), emb.shape[1])
-        if k > 0:
-            pca = PCA(k, random_state=seed).fit(means[train])
-            pcas[backbone] = {"mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
-    return pcas
+    train = train & ~np.isnan(means).any(axis=1)
+    k = min(n_components, int(train.sum()), means.shape[1])
+    if k <= 0:
+        return None
+    pca = PCA(k, random_state=seed).fit(means[train])
+    return {"mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
+
+
+def with_projection(features: pd.DataFrame, means: np.ndarray, pca: dict | None) -> pd.DataFrame:
+    """``features`` with the PCA projection of the mean embeddings (n, D) as ``pca<i>`` (NaN without a frame)."""
+    if pca is None:
+        return features
+    center, components = (np.asarray(pca[k], np.float64) for k in ("mean", "components"))
+    proj = np.full((len(means), len(components)), np.nan)
+    ok = ~np.isnan(means).any(axis=1)
+    proj[ok] = (means[ok] - center) @ components.T
+    for i in range(len(components)):
+        features[f"pca{i}"] = proj[:, i]
+    return features
 
 
 def video_table(names: list[str], frames: dict, rules: list[Rule], pcas: dict) -> pd.DataFrame:
     """``<backbone>/<feature>`` columns, one row per video of ``names``, from each backbone's (frame table,
-    embeddings (n, D)) in ``frames``, with the saved PCA projections of the mean embedding as ``pca<i>``."""
+    embeddings (n, D)) in memory in ``frames``, with the saved PCA projections of the mean embedding as ``pca<i>``."""
     parts = []
     for backbone, (table, emb) in frames.items():
-        feats = backbone_features(table, emb, names, rules)
-        if backbone in pcas:
-            means = mean_embeddings(table, emb, names)
-            center, components = (np.asarray(pcas[backbone][k], np.float64) for k in ("mean", "components"))
-            proj = np.full((len(names), len(components)), np.nan)
-            ok = ~np.isnan(means).any(axis=1)
-            proj[ok] = (means[ok] - center) @ components.T
-            for i in range(len(components)):
-                feats[f"pca{i}"] = proj[:, i]
-        parts.append(feats.add_prefix(f"{backbone}/"))
+        feats, means = video_rows(table, emb, rules)
+        means = pd.DataFrame(means, index=feats.index).reindex(names).to_numpy()
+        parts.append(with_projection(complete([feats], names), means, pcas.get(backbone)).add_prefix(f"{backbone}/"))
+    return joined(parts)
+
+
+def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Backbones' tables over the same videos side by side, indexed 0..n-1."""
     return pd.concat(parts, axis=1).reset_index(drop=True)
 
 

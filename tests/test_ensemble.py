@@ -167,9 +167,11 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
     assert model.base_ is not None           # the default boosts from the convex blend, saved as JSON too
     # the saved ensemble reproduces the written test-split predictions of every method from the frame features
     from ensemble.fit import load_inputs
+    from extract.cache import load_features
     from ensemble.saved import SavedEnsemble
 
-    videos, frames = load_inputs(root / "interim", root / "features", BACKBONES)
+    videos, files = load_inputs(root / "interim", root / "features", BACKBONES)
+    frames = {b: load_features(path) for b, path in files.items()}
     test = (videos["split"] == "test").to_numpy()
     saved = SavedEnsemble(models)
     assert saved.best_method == json.loads((root / "pred/fit.json").read_text())["best_method"]
