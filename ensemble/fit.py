@@ -104,15 +104,7 @@ def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleS
                executor: ExecutorSpec = ExecutorSpec()) -> tuple[BlendData, dict]:
     """The video table and labels the combiners use, and the PCA of each backbone's mean embedding. The feature
     files are read a part at a time, by ``executor``; one backbone's mean embeddings are in memory at a time."""
-    backbones, parts, pcas = list(files), [], {}
-    with executor.open() as ex:
-        for backbone, path in files.items():
-            table, pca = backbone_table(videos, path, settings, ex, interim)
-            parts.append(table.add_prefix(f"{backbone}/"))
-            if pca is not None:
-                pcas[backbone] = pca
-    X = joined(parts)
-    blend = (videos["split"] == "blend").to_numpy()
+    blend = (videos["split"] == "blend").to_numpy()       # the blend split is checked before the long work
     y_all = videos["label"].astype("float64").to_numpy()
     if blend.sum() == 0 or len(np.unique(y_all[blend])) < 2:
         raise DataError(f"{interim}/videos.parquet: the blend split needs labelled FAKE and REAL videos")
@@ -121,6 +113,14 @@ def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleS
         raise DataError(f"{interim}/videos.parquet: the blend split needs at least 3 family-grouped folds "
                         "(LightGBM early-stops on one fold while another is held out); raise [splits] folds "
                         "or the blend share")
+    backbones, parts, pcas = list(files), [], {}
+    with executor.open() as ex:
+        for backbone, path in files.items():
+            table, pca = backbone_table(videos, path, settings, ex, interim)
+            parts.append(table.add_prefix(f"{backbone}/"))
+            if pca is not None:
+                pcas[backbone] = pca
+    X = joined(parts)
     prior = float(y_all[blend].mean())
     seen = has_frames(X, backbones)
     rule_cols = rule_columns(backbones, list(settings.rules))
