@@ -134,7 +134,8 @@ def _checked(path: Path, table: pa.Table, first_row: int) -> tuple[pd.DataFrame,
 class Part:
     """Row groups of a feature file that hold whole videos: no video of them is in any other part."""
 
-    path: str
+    path: str                     # as the user gave it, for errors
+    absolute: str                 # what a worker opens (its working folder may differ)
     row_groups: tuple[int, ...]
     first_row: int                # the file row of the part's first row
     rows: int
@@ -183,7 +184,7 @@ class FeatureFile:
         ranges = self._video_ranges()
         n_groups = self._file.metadata.num_row_groups
         if ranges is None:
-            return [Part(str(self.path), tuple(range(n_groups)), 0, self.rows)] if self.rows else []
+            return [self._part(tuple(range(n_groups)), 0, self.rows)] if self.rows else []
         filled = [i for i, r in enumerate(ranges) if r[2]]
         # a cut before filled[k] is clean when max(video before) < min(video from there on)
         suffix_min = [None] * (len(filled) + 1)
@@ -193,21 +194,24 @@ class FeatureFile:
         parts, current, rows, prefix_max, offsets = [], [], 0, None, np.cumsum([0] + [r[2] for r in ranges])
         for k, i in enumerate(filled):
             if current and rows >= target_rows and suffix_min[k] > prefix_max:
-                parts.append(Part(str(self.path), tuple(current), int(offsets[current[0]]), rows))
+                parts.append(self._part(tuple(current), int(offsets[current[0]]), rows))
                 current, rows = [], 0
             current.append(i)
             rows += ranges[i][2]
             prefix_max = ranges[i][1] if prefix_max is None else max(prefix_max, ranges[i][1])
         if current:
-            parts.append(Part(str(self.path), tuple(current), int(offsets[current[0]]), rows))
+            parts.append(self._part(tuple(current), int(offsets[current[0]]), rows))
         return parts
+
+    def _part(self, row_groups: tuple[int, ...], first_row: int, rows: int) -> Part:
+        return Part(str(self.path), str(self.path.resolve()), row_groups, first_row, rows)
 
 
 def read_part(part: Part) -> PartRows:
     """A part of a feature file, checked as :func:`load_features` checks a whole file; errors name file rows."""
     path = Path(part.path)
     try:
-        table = pq.ParquetFile(path).read_row_groups(list(part.row_groups))
+        table = pq.ParquetFile(part.absolute).read_row_groups(list(part.row_groups))
     except (OSError, pa.ArrowException) as e:
         raise _unreadable(path, e) from None
     frames, flat, order = _checked(path, table, part.first_row)
