@@ -29,12 +29,29 @@ def frame_groups(frames: pd.DataFrame, videos: list[str]) -> np.ndarray:
     return codes
 
 
+BLOCK_ROWS = 4096   # embedding rows per block of the float64 sums and distances: bounds their temporaries
+
+
+def _blocks(n: int):
+    return ((start, min(start + BLOCK_ROWS, n)) for start in range(0, n, BLOCK_ROWS))
+
+
+def _distances(x: np.ndarray, y) -> np.ndarray:
+    """(n,) Euclidean norms of ``x[i] - y(a, b)[i - a]`` in float64, a block of rows at a time; x (n, D)."""
+    out = np.empty(len(x))
+    for a, b in _blocks(len(x)):
+        out[a:b] = np.linalg.norm(x[a:b].astype(np.float64) - y(a, b), axis=1)
+    return out
+
+
 def _consecutive(groups: np.ndarray, values: np.ndarray, n_videos: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and max of |values[i] - values[i-1]| between consecutive rows of one video; NaN below 2 rows.
-    ``values`` (n,) or (n, D): for vectors the Euclidean distance."""
+    ``values`` (n,) or (n, D): for vectors the Euclidean distance (in float64)."""
     same = groups[1:] == groups[:-1]
-    diff = values[1:] - values[:-1]
-    step = np.abs(diff) if diff.ndim == 1 else np.linalg.norm(diff, axis=1)
+    if values.ndim == 1:
+        step = np.abs(values[1:] - values[:-1])
+    else:
+        step = _distances(values[1:], lambda a, b: values[a:b].astype(np.float64))
     g = groups[1:][same]
     step = step[same]
     n = np.bincount(g, minlength=n_videos)
@@ -73,12 +90,12 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
         frame_groups(per_frame, videos), per_frame["score"].to_numpy(np.float64), n_videos)
 
     # embedding consistency: distance of each crop to its video's centroid, and between consecutive crops
-    emb = embeddings.astype(np.float64)
-    sums = np.zeros((n_videos, emb.shape[1]))
-    np.add.at(sums, groups, emb)
+    sums = np.zeros((n_videos, embeddings.shape[1]))
+    for a, b in _blocks(len(embeddings)):
+        np.add.at(sums, groups[a:b], embeddings[a:b].astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         centroid = sums / count[:, None]
-    dist = np.linalg.norm(emb - centroid[groups], axis=1)
+    dist = _distances(embeddings, lambda a, b: centroid[groups[a:b]])
     d1 = np.bincount(groups, weights=dist, minlength=n_videos)
     d2 = np.bincount(groups, weights=dist**2, minlength=n_videos)
     peak = np.full(n_videos, -np.inf)
@@ -88,7 +105,7 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
         out["centroid_max"] = np.where(count > 0, peak, np.nan)
         out["centroid_std"] = np.sqrt(np.maximum(d2 / count - (d1 / count) ** 2, 0))
     first = frames["face"].to_numpy() == 1
-    out["embedding_step"], _ = _consecutive(groups[first], emb[first], n_videos)
+    out["embedding_step"], _ = _consecutive(groups[first], embeddings[first], n_videos)
     out.index.name = "video"
     return out
 
