@@ -24,7 +24,7 @@ REPORTS  := reports/$(NAME)
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data faces features ensemble report submission test bench bench-scale clean FORCE
+.PHONY: all setup data faces features ensemble report submission test bench bench-dask bench-scale clean FORCE
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -86,6 +86,11 @@ bench: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --faces --config $(CONFIG)
 	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
 	$(PYTHON) -m ensemble bench --config $(CONFIG)
+
+# faces and features here against a 2-worker Dask LocalCluster, on the same data
+bench-dask: $(INTERIM)/videos.parquet
+	$(PYTHON) -m data bench --faces --dask 2 --config $(CONFIG)
+	$(PYTHON) -m extract bench --dask 2 --name $(NAME) --config $(CONFIG)
 
 # ensemble fit on a generated DFDC-shaped feature cache (VIDEOS=119154 by default), local and on 2 Dask workers
 SCALE_VIDEOS ?= 119154

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import DataError
 
@@ -29,7 +30,7 @@ class ExecutorSpec:
     scheduler: str | None = None
 
     @classmethod
-    def parse(cls, kind: str | None, scheduler: str | None) -> "ExecutorSpec":
+    def parse(cls, kind: str | None, scheduler: str | None) -> ExecutorSpec:
         kind = kind or "local"
         scheduler = scheduler or None
         if kind not in EXECUTORS:
@@ -54,7 +55,7 @@ class ExecutorSpec:
         local = _LOCAL.match(self.scheduler or "")
         return self.kind if self.kind == "local" else f"dask:{local.group(1)}" if local else "dask"
 
-    def open(self) -> "Executor":
+    def open(self) -> Executor:
         return LocalExecutor() if self.kind == "local" else DaskExecutor(self.scheduler)
 
 
@@ -74,6 +75,7 @@ class Executor:
     """Runs ``fn(item)`` for every item and yields ``(index, result)`` as tasks finish, with a progress bar."""
 
     label = "local"
+    workers = 1                # processes that run tasks
     gpu_workers = 0
 
     def map(self, fn: Callable, items: Sequence[Any], desc: str, unit: str = "chunk",
@@ -83,7 +85,7 @@ class Executor:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,12 +137,14 @@ class DaskExecutor(Executor):
         info = self.client.scheduler_info()
         workers = info.get("workers", {})
         self.gpu_workers = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU"))
+        self.workers = max(1, len(workers))     # a cluster without workers yet runs tasks when one joins
         self.label = f"dask:{len(workers)}"
         print(f"dask: {len(workers)} workers at {self.client.scheduler.address}, dashboard "
               f"{self.client.dashboard_link}", flush=True)
 
     def map(self, fn, items, desc, unit="chunk", gpu=False):
         from distributed import as_completed
+        from distributed.scheduler import KilledWorker
 
         resources = {"GPU": 1} if gpu and self.gpu_workers else None
         name = getattr(fn, "__name__", "task")
@@ -150,7 +154,11 @@ class DaskExecutor(Executor):
         try:
             with _bar(len(futures), desc, unit) as bar:
                 for future in as_completed(futures):
-                    result = future.result()       # a task's DataError comes back as itself: one line
+                    try:
+                        result = future.result()   # a task's DataError comes back as itself: one line
+                    except KilledWorker as e:
+                        raise DataError(f"dask: task {index[future.key]} of {desc!r} lost its worker too many times "
+                                        f"({e}); see the workers' logs (memory, crashes)") from None
                     bar.update(1)
                     yield index[future.key], result
                     future.release()

@@ -6,8 +6,18 @@ import sys
 import time
 from pathlib import Path
 
-from common.cli import INTERIM, RAW, add_config_flag, add_folder_flag, add_name_flag, check_name, run
+from common.cli import (
+    INTERIM,
+    RAW,
+    add_config_flag,
+    add_folder_flag,
+    add_name_flag,
+    check_name,
+    run,
+)
 from common.config import load_config
+from common.errors import DataError
+from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
 from common.paths import output_file
 
 from .settings import load_settings
@@ -51,15 +61,18 @@ def cmd_sheet(args: argparse.Namespace) -> int:
 def cmd_faces(args: argparse.Namespace) -> int:
     from .faces import extract_faces
 
+    executor = executor_spec(args)
     params = load_settings(load_config(args.config)).faces
     start = time.perf_counter()
     results, problems = extract_faces(Path(args.videos), Path(args.out), params,
-                                      labels=Path(args.labels) if args.labels else None)
+                                      labels=Path(args.labels) if args.labels else None, executor=executor)
+    seconds = time.perf_counter() - start
     problems.warn()
     done = [r for r in results if not r.done_before]
-    print(f"{len(results)} videos ({len(results) - len(done)} already done): {sum(r.frames for r in done)} frames "
-          f"decoded, {sum(r.faces for r in done)} faces saved to {args.out} in {time.perf_counter() - start:.1f} s; "
-          f"wrote {args.out}/metadata.csv")
+    frames = sum(r.frames for r in done)
+    print(f"{len(results)} videos ({len(results) - len(done)} already done): {frames} frames decoded, "
+          f"{sum(r.faces for r in done)} faces saved to {args.out} in {seconds:.1f} s ({frames / seconds:.1f} "
+          f"frames/s, {executor.label}); wrote {args.out}/metadata.csv")
     return 0
 
 
@@ -68,7 +81,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import run_bench
 
-    if args.faces:
+    if args.dask is not None:
+        from .bench import run_faces_dask_bench
+
+        if not args.faces:
+            raise DataError("--dask N compares 'data faces' runs: use it with --faces")
+        if not 1 <= args.dask <= MAX_LOCAL_WORKERS:
+            raise DataError(f"--dask {args.dask}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
+        out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces_dask.json")
+        result = run_faces_dask_bench(load_config(args.config), out, videos=args.videos or 8, frames=60,
+                                      size=(640, 360), workers=args.dask)
+    elif args.faces:
         from .bench import run_faces_bench
 
         out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces.json")
@@ -127,12 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("faces", help="detect and crop faces from .mp4 videos into the faces layout",
                        description="Decode videos with PyAV, sample frames as [faces] says, detect faces with MTCNN "
                                    "(bundled weights, offline), save 160x160 crops as <frame>.png / <frame>_2.png "
-                                   "and write metadata.csv. A killed run resumes.")
+                                   "and write metadata.csv. A killed run resumes. With --executor dask, each "
+                                   "[faces] chunk_videos videos are a task on a Dask cluster.")
     p.add_argument("--videos", required=True, metavar="DIR", help="folder of video files (.mp4, .avi, .mov, ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="output faces folder, e.g. data/raw/NAME")
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="DFDC metadata.json (or metadata CSV) with the videos' labels (default: unlabelled)")
     add_config_flag(p)
+    add_executor_flags(p)
     p.set_defaults(func=cmd_faces)
 
     p = sub.add_parser("bench", help="measure synth/prepare (or --faces: decode + detect) throughput",
@@ -140,11 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "prepare crops/s for each verify_images mode; or with --faces, 'data faces' "
                                    "decoding and detection frames/s and videos/s.")
     p.add_argument("--out", default=DATA_BENCH,
-                   help="JSON output (default: reports/bench/data.json, or reports/bench/faces.json with --faces)")
+                   help="JSON output (default: reports/bench/data.json; faces.json with --faces, faces_dask.json "
+                        "with --dask)")
     p.add_argument("--videos", type=int, default=None,
                    help="videos to generate (default: 60 synthetic; 4 demo clips of each size with --faces)")
     p.add_argument("--faces", action="store_true",
                    help="benchmark 'data faces' instead: decode + MTCNN detect on .mp4 clips at 640x360 and 1080p")
+    p.add_argument("--dask", type=int, default=None, metavar="N",
+                   help="with --faces: time whole 'data faces' runs here and on a local:N Dask cluster (8 clips)")
     p.add_argument("--workers", type=int, default=2, help="parallel synth workers to compare with 1 (default: 2)")
     add_config_flag(p)
     p.set_defaults(func=cmd_bench)

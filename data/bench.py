@@ -1,11 +1,14 @@
 """``python -m data bench``: throughput of the dataset stage, measured in one run on this machine.
 
 Writes ``reports/bench/data.json``: synth frames/s with 1 and N workers, and prepare crops/s for each
-``verify_images`` mode, with ratios taken inside the same run (shared machines are noisy).
+``verify_images`` mode, with ratios taken inside the same run (shared machines are noisy). ``--faces`` measures
+``data faces`` instead (``reports/bench/faces.json``), and ``--faces --dask N`` the whole ``data faces`` run here
+against N Dask workers (``reports/bench/faces_dask.json``).
 """
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import tempfile
 import time
@@ -88,5 +91,47 @@ def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: li
                         "batched_over_single": round(row[f"detect_batch_{params.batch_size}"]["frames_per_s"]
                                                      / row["detect_batch_1"]["frames_per_s"], 2)})
             result["sizes"][f"{width}x{height}"] = row
+    write_json(out, result)
+    return result
+
+
+def run_faces_dask_bench(config: dict, out: Path, videos: int, frames: int, size: tuple[int, int],
+                         workers: int) -> dict:
+    """``data faces`` on ``videos`` demo clips of ``frames`` frames at ``size``: here, then on a ``local:N``
+    Dask cluster (start-up included in both: TensorFlow and MTCNN here, the cluster and its workers there), in
+    tasks of videos / (2 N) videos so that every worker gets work. Seconds, frames/s, the ratio, and whether
+    the two wrote the same crops."""
+    import hashlib
+    from dataclasses import replace
+
+    from common.executor import ExecutorSpec
+
+    from .demo_video import render_frames, write_video
+    from .faces import extract_faces
+
+    params = load_settings(config).faces
+    params = replace(params, chunk_videos=max(1, videos // (2 * workers)))
+    result: dict = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "videos": videos, "frames_per_video": frames, "size": f"{size[0]}x{size[1]}",
+                    "sampling": f"{params.frames} {params.count}", "chunk_videos": params.chunk_videos,
+                    "workers": workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = Path(tmp) / "clips"
+        for i in range(videos):
+            write_video(clips / f"clip{i:04d}.mp4", render_frames(frames, *size, seed=i))
+        digests = {}
+        for name, executor in (("local", ExecutorSpec()),
+                               (f"dask_{workers}", ExecutorSpec.parse("dask", f"local:{workers}"))):
+            start = time.perf_counter()
+            results, _ = extract_faces(clips, Path(tmp) / name, params, executor=executor)
+            seconds = time.perf_counter() - start
+            n_frames = sum(r.frames for r in results)
+            result[name] = {"seconds": round(seconds, 2), "frames": n_frames, "faces": sum(r.faces for r in results),
+                            "frames_per_s": round(n_frames / seconds, 2),
+                            "task_seconds": round(sum(r.seconds for r in results), 2)}
+            digests[name] = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((Path(tmp) / name).rglob("*.png"))))
+    result["dask_vs_local_frames_per_s"] = round(result[f"dask_{workers}"]["frames_per_s"]
+                                                 / result["local"]["frames_per_s"], 3)
+    result["same_crops"] = len({d.hexdigest() for d in digests.values()}) == 1
     write_json(out, result)
     return result

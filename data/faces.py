@@ -9,11 +9,15 @@ frame and resized to ``size``. Output: ``<out>/<video stem>/<frame>.png`` (the l
 Each video's folder is written under a temporary name and renamed when complete, so a killed run resumes where it
 stopped. An unreadable video gets a warning and no folder; it is still listed, and ``prepare`` keeps it with no
 face (the prior).
+
+With ``--executor dask`` a task (:func:`faces_task`) takes ``[faces] chunk_videos`` whole videos; each worker
+process builds one detector. ``metadata.csv`` is written here, at the end, either way.
 """
 from __future__ import annotations
 
 import contextlib
 import pickle
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,9 +28,17 @@ from PIL import Image
 
 from common.atomic import atomic_dir, atomic_path
 from common.errors import DataError
+from common.executor import ExecutorSpec, LocalExecutor
 from common.problems import Problems
 
-from .metadata import VIDEO_SUFFIXES, merge_entries, read_metadata_csv, read_metadata_json, video_name, video_stem
+from .metadata import (
+    VIDEO_SUFFIXES,
+    merge_entries,
+    read_metadata_csv,
+    read_metadata_json,
+    video_name,
+    video_stem,
+)
 from .settings import FaceParams
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -83,7 +95,10 @@ class FaceDetector:
     """MTCNN over batches of same-sized RGB frames; boxes come back in full-resolution pixels."""
 
     def __init__(self, params: FaceParams):
-        from common.tensorflow_setup import quiet_native_stderr, tf  # first: TensorFlow without its banner
+        from common.tensorflow_setup import (  # first: TensorFlow without its banner
+            quiet_native_stderr,
+            tf,
+        )
         # isort: split
         from mtcnn import MTCNN
         from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
@@ -95,6 +110,8 @@ class FaceDetector:
         with contextlib.ExitStack() as stack:
             for module in (stage_pnet, stage_rnet, stage_onet):
                 stack.enter_context(_replaced(module, "load_weights", _bundled_weights))
+            # float32 even where setup() chose mixed precision for the backbones (on a GPU)
+            stack.enter_context(_float32_policy())
             self.mtcnn = MTCNN(device=device)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
@@ -118,6 +135,35 @@ class FaceDetector:
                 kept.sort(key=lambda bc: -bc[0][2] * bc[0][3])
                 out.append(kept[: p.max_faces])
         return out
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    """Layers built in the block compute in float32, whatever Keras' global precision policy is."""
+    from common.tensorflow_setup import keras
+
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+# This process's one detector (a Dask worker builds it for its first video, then keeps it): {params: detector}.
+_DETECTOR: dict[FaceParams, FaceDetector] = {}
+
+
+def process_detector(params: FaceParams) -> FaceDetector:
+    """This process's FaceDetector, built once; TensorFlow is set up first (GPU memory growth, op determinism)
+    as ``extract`` sets it up, so a worker that runs both stages has one runtime."""
+    if params not in _DETECTOR:
+        from common.tensorflow_setup import setup
+
+        setup(deterministic=True)
+        _DETECTOR.clear()
+        _DETECTOR[params] = FaceDetector(params)
+    return _DETECTOR[params]
 
 
 @contextlib.contextmanager
@@ -150,6 +196,7 @@ class VideoResult:
     faces: int = 0                # crops in the video's folder
     error: str | None = None
     done_before: bool = False     # the folder was complete from an earlier run
+    seconds: float = 0.0          # decoding, detection and cropping
 
 
 def extract_video(path: Path, folder: Path, detector: FaceDetector, params: FaceParams) -> VideoResult:
@@ -209,30 +256,67 @@ def labels_table(paths: list[Path], labels: Path | None, problems: Problems) -> 
     return table
 
 
-def extract_faces(videos: Path, out: Path, params: FaceParams, labels: Path | None = None,
-                  progress: bool = True) -> tuple[list[VideoResult], Problems]:
-    """Every video of ``videos`` into ``out``; skips videos whose folder is already complete."""
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class FacesJob:
+    """One task: whole videos (absolute paths) cropped into ``<out>/<video stem>/``."""
 
+    videos: tuple[str, ...]
+    out: str
+    params: FaceParams
+
+
+def faces_task(job: FacesJob) -> list[VideoResult]:
+    """Task: the crops of each video of ``job``, one result per video. Harmless to rerun: a video whose folder is
+    complete (it is renamed into place whole) is skipped."""
+    results = []
+    for video in map(Path, job.videos):
+        folder = Path(job.out) / video_stem(video_name(video.name))
+        if folder.is_dir():
+            results.append(_done_before(video, folder))
+            continue
+        detector = process_detector(job.params)
+        start = time.perf_counter()
+        result = extract_video(video, folder, detector, job.params)
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+    return results
+
+
+def _done_before(video: Path, folder: Path) -> VideoResult:
+    return VideoResult(video_name(video.name), faces=len(list(folder.glob("*.png"))), done_before=True)
+
+
+def extract_faces(videos: Path, out: Path, params: FaceParams, labels: Path | None = None,
+                  executor: ExecutorSpec | None = None) -> tuple[list[VideoResult], Problems]:
+    """Every video of ``videos`` into ``out``; skips videos whose folder is already complete. The videos left
+    run here one by one, or as Dask tasks of ``chunk_videos`` videos (the cluster is started only when there is
+    a video to do); problems are listed in video order either way."""
     paths = list_videos(videos)
     problems = Problems()
     table = labels_table(paths, labels, problems)
     out.mkdir(parents=True, exist_ok=True)
-    detector = None
-    results = []
-    for path in tqdm(paths, desc="faces", unit="video", disable=not progress):
+    results: list[VideoResult | None] = [None] * len(paths)
+    todo = []
+    for i, path in enumerate(paths):
         folder = out / video_stem(video_name(path.name))
         if folder.is_dir():
-            results.append(VideoResult(video_name(path.name), faces=len(list(folder.glob("*.png"))),
-                                       done_before=True))
-            continue
-        detector = detector or FaceDetector(params)
-        result = extract_video(path, folder, detector, params)
+            results[i] = _done_before(path, folder)
+        else:
+            todo.append(i)
+    if todo:
+        with (executor or ExecutorSpec()).open() as ex:
+            size = 1 if isinstance(ex, LocalExecutor) else params.chunk_videos
+            chunks = [todo[j:j + size] for j in range(0, len(todo), size)]
+            jobs = [FacesJob(tuple(str(paths[i].absolute()) for i in chunk), str(out.absolute()), params)
+                    for chunk in chunks]
+            for n, done in ex.map(faces_task, jobs, desc="faces", unit="video" if size == 1 else "chunk", gpu=True):
+                for i, result in zip(chunks[n], done):
+                    results[i] = result
+    for path, result in zip(paths, results):
         if result.error:
             problems.add("unreadable videos (listed with no faces)", f"{path.name} ({result.error})")
-        elif result.faces == 0:
+        elif result.faces == 0 and not result.done_before:
             problems.add("videos where no face was found", path.name)
-        results.append(result)
     with atomic_path(out / "metadata.csv") as tmp:
         table.to_csv(tmp, index=False)
     return results, problems

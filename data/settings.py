@@ -35,7 +35,7 @@ class SynthParams:
     strength: tuple[float, float]
     methods: tuple[str, ...]
 
-    def replace(self, **overrides) -> "SynthParams":
+    def replace(self, **overrides) -> SynthParams:
         """A copy with the given fields (None leaves a field as it is), checked as the config is."""
         p = SynthParams(**{**asdict(self), **{k: v for k, v in overrides.items() if v is not None}})
         if not (2 <= p.videos <= MAX_VIDEOS and 1 <= p.frames <= MAX_FRAMES and 32 <= p.size <= MAX_SIZE
@@ -59,6 +59,7 @@ class FaceParams:
     size: int
     max_faces: int
     batch_size: int
+    chunk_videos: int         # videos per task with --executor dask
 
     @property
     def sampling(self) -> SamplingPolicy:
@@ -108,7 +109,8 @@ def face_params(t: Table) -> FaceParams:
         frames=t.choice("frames", ("every", "linspace")), every=t.integer("every", 1), count=t.integer("count", 1),
         detect_max_side=t.integer("detect_max_side", 16, 8192), min_face_size=t.integer("min_face_size", 1),
         min_confidence=t.fraction("min_confidence"), margin=t.number("margin", 0, 4), size=t.integer("size", 8, 1024),
-        max_faces=t.integer("max_faces", 1), batch_size=t.integer("batch_size", 1))
+        max_faces=t.integer("max_faces", 1), batch_size=t.integer("batch_size", 1),
+        chunk_videos=t.integer("chunk_videos", 1, MAX_VIDEOS))
 
 
 def sampling_policy(t: Table) -> SamplingPolicy:

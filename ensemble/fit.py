@@ -43,6 +43,7 @@ from .video_features import (
     with_projection,
 )
 
+LOCAL = ExecutorSpec()
 META = ["video", "split", "label", "fold", "family", "n_frames"]
 SCORE_FEATURES = ("std", "temporal_mean", "temporal_max")   # with the rule outputs: the "scores" feature set
 MANIPULATION = "method"          # optional metadata column (e.g. DFDC-like fake methods), passed on as "manipulation"
@@ -101,7 +102,7 @@ class BlendData:
 
 
 def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleSettings, interim: Path,
-               executor: ExecutorSpec = ExecutorSpec()) -> tuple[BlendData, dict]:
+               executor: ExecutorSpec = LOCAL) -> tuple[BlendData, dict]:
     """The video table and labels the combiners use, and the PCA of each backbone's mean embedding. The feature
     files are read a part at a time, by ``executor``; one backbone's mean embeddings are in memory at a time."""
     blend = (videos["split"] == "blend").to_numpy()       # the blend split is checked before the long work
@@ -190,7 +191,7 @@ def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str
 
 
 def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, models_dir: Path,
-            backbones: list[str] | None = None, executor: ExecutorSpec = ExecutorSpec()
+            backbones: list[str] | None = None, executor: ExecutorSpec = LOCAL
             ) -> tuple[pd.DataFrame, dict]:
     """Fit every combiner and write the predictions table, ``fit.json`` and the saved ensemble; returns the
     table and the report. ``backbones`` defaults to the config's ``[extract] backbones``."""

@@ -5,9 +5,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import FEATURES, INTERIM, MODELS, add_config_flag, add_folder_flag, add_name_flag, check_name, run
+from common.cli import (
+    FEATURES,
+    INTERIM,
+    MODELS,
+    add_config_flag,
+    add_folder_flag,
+    add_name_flag,
+    check_name,
+    run,
+)
 from common.config import load_config
 from common.errors import DataError
+from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
 
 
 def _settings(args):
@@ -34,14 +44,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    executor = executor_spec(args)            # bad flags stop here, before TensorFlow is imported
     from .features import Shard, extract_backbone
 
-    config, settings, specs = _settings(args)
+    _, settings, specs = _settings(args)
     name = check_name(args.name)
     shard = Shard.parse(args.shard)
-    for spec in specs:
-        extract_backbone(spec, settings, Path(args.interim) / name, Path(args.models) / name,
-                         Path(args.out) / name, shard)
+    with executor.open() as ex:
+        for spec in specs:
+            extract_backbone(spec, settings, Path(args.interim) / name, Path(args.models) / name,
+                             Path(args.out) / name, shard, ex)
     return 0
 
 
@@ -55,13 +67,23 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench import run_bench, run_dask_bench
 
     config, settings, specs = _settings(args)
     name = check_name(args.name)
+    if args.dask is not None:
+        if not 1 <= args.dask <= MAX_LOCAL_WORKERS:
+            raise DataError(f"--dask {args.dask}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
+        out = Path(args.out if args.out != EXTRACT_BENCH else EXTRACT_DASK_BENCH)
+        run_dask_bench(config, specs[0], Path(args.interim) / name, Path(args.models) / name, out, args.dask)
+        return 0
     run_bench(config, settings, specs[0], Path(args.interim) / name, Path(args.models) / name,
               Path(args.out), frames=args.frames)
     return 0
+
+
+EXTRACT_BENCH = "reports/bench/extract.json"
+EXTRACT_DASK_BENCH = "reports/bench/extract_dask.json"
 
 
 def _common(p: argparse.ArgumentParser, out: bool = False) -> None:
@@ -87,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("features", help="score every face crop with every trained backbone",
                        description="Run every trained backbone over every sampled crop of every split; writes "
-                                   "data/features/NAME/<backbone>.parquet. Resumable; shardable across machines.")
+                                   "data/features/NAME/<backbone>.parquet. Resumable; shardable across machines; "
+                                   "with --executor dask each chunk is a task on a Dask cluster.")
     _common(p, out=True)
     p.add_argument("--shard", metavar="I/N", default=None,
                    help="take only shard I of N (1-based), then run 'merge' once all shards' chunks are together")
+    add_executor_flags(p)
     p.set_defaults(func=cmd_features)
     p = sub.add_parser("merge", help="join the chunks of a sharded features run",
                        description="Join data/features/NAME/<backbone>.chunks/ into <backbone>.parquet, once every "
@@ -99,10 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("bench", help="measure frames/s: model only, the tf.data pipeline, a naive loader",
                        description="Frames/s of one backbone on the prepared dataset, three ways in one run; "
-                                   "writes reports/bench/extract.json.")
+                                   "writes reports/bench/extract.json. With --dask N: 'extract features' here "
+                                   "against N Dask workers; writes reports/bench/extract_dask.json.")
     _common(p)
-    p.add_argument("--out", default="reports/bench/extract.json", help="JSON output (default: reports/bench/extract.json)")
+    p.add_argument("--out", default=EXTRACT_BENCH,
+                   help="JSON output (default: reports/bench/extract.json, or extract_dask.json with --dask)")
     p.add_argument("--frames", type=int, default=2048, help="crops to time per variant (default: 2048)")
+    p.add_argument("--dask", type=int, default=None, metavar="N",
+                   help="instead: time 'extract features' (first backbone) here, then on a local:N Dask cluster")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -9,14 +9,20 @@ c. a naive baseline in the seed project's style: a ``keras.utils.PyDataset`` (Ke
 Each TensorFlow setting (oneDNN on/off, thread pools) runs in its own process, since they are fixed at start-up;
 a, b and c of one setting run in the same process, so their ratios are measured side by side.
 Writes ``reports/bench/extract.json``.
+
+With ``--dask N`` it measures instead ``python -m extract features`` itself, run here and as Dask tasks on a
+``local:N`` cluster, one after the other on the same data: wall seconds, the chunk phase's frames/s and the
+ratios; writes ``reports/bench/extract_dask.json``.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,7 +91,7 @@ def _naive(model, pre, paths, spec, bs: int) -> float:
 
     class NaiveSequence(keras.utils.PyDataset):
         def __len__(self):
-            return -(-len(paths) // bs)
+            return (len(paths) + bs - 1) // bs
 
         def __getitem__(self, i):
             images = []
@@ -144,11 +150,11 @@ def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Pa
         raise DataError(f"{interim}/frames.parquet: not found; run 'make data' first")
     results = {}
     for name, env, intra, inter in SETTINGS:
-        cmd = [sys.executable, "-c", "import json, sys; from extract.bench import _child; from pathlib import Path; "
-               "print('RESULT ' + json.dumps(_child(*json.loads(sys.argv[1]))))",
+        cmd = [sys.executable, "-c", ("import json, sys; from extract.bench import _child; from pathlib import Path; "
+                                      "print('RESULT ' + json.dumps(_child(*json.loads(sys.argv[1]))))"),
                json.dumps([config["_source"], spec.name, str(interim), str(models), frames, intra, inter])]
         proc = subprocess.run(cmd, env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -166,6 +172,59 @@ def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Pa
     for name, r in results.items():
         print(f"{name:<15}{r['model_only_fps']:>14.0f}{r['pipeline_fps']:>12.0f}{r['naive_fps']:>10.0f}"
               f"{r['pipeline_vs_model_only']:>7.2f}{r['pipeline_vs_naive']:>7.2f}")
+    write_json(out, report)
+    print(f"wrote {out}")
+    return report
+
+
+SUMMARY = re.compile(r"(\d+) crops in ([0-9.]+) s \((\d+) frames/s")
+
+
+def _features_run(cmd: list[str], name: str) -> dict:
+    """One ``extract features`` run as a user runs it: wall seconds and its summary line's numbers."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    wall = time.perf_counter() - start
+    found = SUMMARY.search(proc.stdout)
+    if proc.returncode != 0 or not found:
+        last = (proc.stderr.strip().splitlines() or ["no summary line"])[-1]
+        raise DataError(f"bench run {name} failed: {last}")
+    crops, seconds = int(found[1]), float(found[2])
+    return {"wall_s": round(wall, 2), "chunk_phase_s": seconds, "crops": crops,
+            "frames_per_s": round(crops / seconds, 1), "wall_frames_per_s": round(crops / wall, 1)}
+
+
+def run_dask_bench(config: dict, spec, interim: Path, models: Path, out: Path, workers: int) -> dict:
+    """``extract features`` for ``spec`` here, then with ``--executor dask --scheduler local:<workers>``, each a
+    fresh command into its own temporary folder; ``models`` without the model gets an untrained one of the same
+    shape (inference costs the same). Prints a table and writes ``out``."""
+    from .backbones import build_model
+    from .train import save_model
+
+    if not (interim / "frames.parquet").exists():
+        raise DataError(f"{interim}/frames.parquet: not found; run 'make data' first")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not (models / f"{spec.name}.keras").exists():
+            models = tmp / "models" / interim.name
+            save_model(build_model(spec.name, spec.input_size), models / f"{spec.name}.keras")
+        base = [sys.executable, "-m", "extract", "features", "--config", config["_source"], "--backbone", spec.name,
+                "--name", interim.name, "--interim", str(interim.parent), "--models", str(models.parent)]
+        dask_flags = ["--executor", "dask", "--scheduler", f"local:{workers}"]
+        runs = {name: _features_run([*base, "--out", str(tmp / name), *flags], name)
+                for name, flags in (("local", []), (f"dask_{workers}", dask_flags))}
+    dask = runs[f"dask_{workers}"]
+    report = {"backbone": spec.name, "input_size": spec.input_size, "machine": platform.machine(),
+              "cpus": os.cpu_count(), "workers": workers, "crops": runs["local"]["crops"], **runs,
+              "dask_vs_local_frames_per_s": round(dask["frames_per_s"] / runs["local"]["frames_per_s"], 3),
+              "dask_vs_local_wall": round(dask["wall_s"] / runs["local"]["wall_s"], 3)}
+    print(f"extract features: {spec.name}, {report['crops']} crops, local vs {workers} Dask workers on "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'run':<10}{'wall s':>9}{'chunks s':>10}{'frames/s':>10}")
+    for name, r in runs.items():
+        print(f"{name:<10}{r['wall_s']:>9.1f}{r['chunk_phase_s']:>10.1f}{r['frames_per_s']:>10.1f}")
+    print(f"dask/local: frames/s x{report['dask_vs_local_frames_per_s']}, wall x{report['dask_vs_local_wall']}")
     write_json(out, report)
     print(f"wrote {out}")
     return report

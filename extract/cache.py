@@ -10,9 +10,9 @@ This module imports only pyarrow, numpy and pandas: the ensemble and evaluation 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd

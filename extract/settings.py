@@ -45,6 +45,7 @@ class ExtractSettings:
     backbones: tuple[BackboneSpec, ...]
     batch_size: int
     chunk_videos: int
+    embedding_dtype: str          # "float32" or "float16" (half the cache; scores stay float32)
     mixed_precision: str
     intra_op_threads: int
     inter_op_threads: int
@@ -94,6 +95,7 @@ def load_settings(config: dict) -> ExtractSettings:
     return ExtractSettings(
         backbones=tuple(backbone_spec(config, n) for n in t.strings("backbones")),
         batch_size=t.integer("batch_size", 1),
-        chunk_videos=t.integer("chunk_videos", 1), mixed_precision=t.choice("mixed_precision", ("auto", "on", "off")),
+        chunk_videos=t.integer("chunk_videos", 1), embedding_dtype=t.choice("embedding_dtype", ("float32", "float16")),
+        mixed_precision=t.choice("mixed_precision", ("auto", "on", "off")),
         intra_op_threads=t.integer("intra_op_threads", 0), inter_op_threads=t.integer("inter_op_threads", 0),
         train=train, seed=seed(config))

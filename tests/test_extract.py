@@ -1,6 +1,7 @@
 """The feature stage on a tiny synthetic dataset with a tiny CNN: training, features, resume, shards, bad input."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -134,8 +135,9 @@ def test_resume_after_kill_gives_identical_results_without_recomputing(workspace
     assert res.returncode == 0, res.stderr
     resumed = read(out / "synthetic/smallcnn.parquet")
     assert resumed.equals(read(workspace / "features/synthetic/smallcnn.parquet"))
-    n_crops = int(res.stdout.split("smallcnn: ")[1].split(" crops")[0])
-    assert n_crops == resumed.num_rows - done_rows   # chunks finished before the kill were not recomputed
+    summary = re.search(r"smallcnn: (\d+) chunks written, (\d+) already complete; (\d+) crops", res.stdout)
+    assert summary and int(summary[2]) == len(done) and int(summary[1]) == total - len(done)
+    assert int(summary[3]) == resumed.num_rows - done_rows   # chunks finished before the kill were not recomputed
 
 
 def test_shards_then_merge_equal_one_run(workspace, tmp_path):
@@ -157,7 +159,7 @@ def test_corrupt_crops_are_skipped_with_a_warning(workspace, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(workspace / "raw", raw)
     folders = sorted(p for p in raw.iterdir() if p.is_dir() and len(list(p.glob("*.png"))) >= 2)
-    one = sorted(folders[0].glob("*.png"))[0]
+    one = min(folders[0].glob("*.png"))
     one.write_bytes(one.read_bytes()[:40])                 # truncated
     for png in folders[1].glob("*.png"):                    # a video with no readable crop left
         png.write_bytes(b"not an image")
@@ -249,13 +251,30 @@ def test_mixed_precision_features_match_float32(workspace, tmp_path):
     assert not np.array_equal(mixed["score"], full["score"])         # it did compute in float16
 
 
+def test_float16_embeddings_are_the_float32_ones_rounded(workspace, tmp_path):
+    from extract.cache import file_key, load_features
+
+    cfg = tmp_path / "half.toml"
+    cfg.write_text(Path(TINY).read_text().replace("[extract]\n", "[extract]\nembedding_dtype = \"float16\"\n"))
+    res = run_cli("extract", "features", "--config", str(cfg), "--interim", str(workspace / "interim"),
+                  "--models", str(workspace / "models"), "--out", str(tmp_path / "f"))
+    assert res.returncode == 0, res.stderr
+    half_path, full_path = tmp_path / "f/synthetic/smallcnn.parquet", workspace / "features/synthetic/smallcnn.parquet"
+    assert read(half_path).schema.field("embedding").type.value_type == pa.float16()
+    assert file_key(half_path) != file_key(full_path)              # never merged with float32 chunks
+    (half, half_emb), (full, full_emb) = load_features(half_path), load_features(full_path)
+    pd.testing.assert_frame_equal(half, full)                       # rows and float32 scores unchanged
+    np.testing.assert_array_equal(half_emb, full_emb.astype(np.float16).astype(np.float32))
+    assert half_path.stat().st_size < full_path.stat().st_size
+
+
 @pytest.mark.parametrize("cache_mb", [2048, 0])
 def test_unreadable_training_crops_are_named_on_both_input_paths(workspace, tmp_path, cache_mb):
     raw = tmp_path / "raw"
     shutil.copytree(workspace / "raw", raw)
     videos = pd.read_parquet(workspace / "interim/synthetic/videos.parquet")
     train_video = videos[(videos["split"] == "train") & (videos["fold"] != 0) & (videos["n_crops"] > 1)]
-    bad = sorted((raw / train_video["video"].iloc[0][:-4]).glob("*.png"))[0]
+    bad = min((raw / train_video["video"].iloc[0][:-4]).glob("*.png"))
     bad.write_bytes(b"broken")
     cfg = tmp_path / "c.toml"
     cfg.write_text(Path(TINY).read_text().replace("epochs = 2", f"epochs = 1\ncache_mb = {cache_mb}")

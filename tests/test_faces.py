@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_cli
+from conftest import REPO, bad_config_message, run_cli
 from data.demo_video import render_frames, write_video
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"
@@ -97,6 +97,13 @@ def test_faces_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     res = run_cli("data", "faces", "--videos", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "no video files" in res.stderr
+
+
+def test_faces_chunk_videos_is_checked(tmp_path):
+    from data.settings import load_settings
+
+    message = bad_config_message(tmp_path, "[faces]\nchunk_videos = 0\n", load_settings)
+    assert "chunk_videos" in message
 
 
 def test_mtcnn_weights_load_as_plain_arrays_and_nothing_else(tmp_path):

@@ -7,7 +7,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_ensemble import BACKBONES, make_inputs
 
 from common.config import load_config
 from common.errors import DataError
@@ -16,6 +15,7 @@ from ensemble.fit import run_fit
 from ensemble.rules import Rule
 from ensemble.video_features import backbone_videos, video_table
 from extract.cache import FeatureFile, feature_table, load_features, read_part
+from test_ensemble import BACKBONES, make_inputs
 
 ROW_GROUP = 7          # tiny row groups: most videos straddle two or more
 
