@@ -92,7 +92,7 @@ bench-dask: $(INTERIM)/videos.parquet
 	$(PYTHON) -m data bench --faces --dask 2 --config $(CONFIG)
 	$(PYTHON) -m extract bench --dask 2 --name $(NAME) --config $(CONFIG)
 
-# ensemble fit on a generated DFDC-shaped feature cache (VIDEOS=119154 by default), local and on 2 Dask workers
+# ensemble fit on a generated DFDC-shaped feature cache (SCALE_VIDEOS=119154 by default), local and on 2 Dask workers
 SCALE_VIDEOS ?= 119154
 bench-scale: | $(SETUP)
 	$(PYTHON) -m ensemble bench --scale --videos $(SCALE_VIDEOS) --config $(CONFIG)

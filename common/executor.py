@@ -8,6 +8,7 @@ it skips work whose output is already complete and writes to a temporary name, t
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,8 @@ from .errors import DataError
 EXECUTORS = ("local", "dask")
 MAX_LOCAL_WORKERS = 1024
 _LOCAL = re.compile(r"^local:([0-9]+)$")
-_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
+_ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")     # tcp://host:port
+QUIET = logging.CRITICAL      # the workers' own log of a failed task would print a traceback beside our one line
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class ExecutorSpec:
         local = _LOCAL.match(scheduler)
         if local and not 1 <= int(local.group(1)) <= MAX_LOCAL_WORKERS:
             raise DataError(f"--scheduler {scheduler!r}: local:N needs 1 <= N <= {MAX_LOCAL_WORKERS}")
-        if not local and not _ADDRESS.match(scheduler):
-            raise DataError(f"--scheduler {scheduler!r}: expected tcp://host:port or local:N")
+        address = _ADDRESS.match(scheduler)
+        if not local and not (address and 1 <= int(address.group(2)) <= 65535):
+            raise DataError(f"--scheduler {scheduler!r}: expected tcp://host:port or local:N (a port 1-65535)")
         return cls("dask", scheduler)
 
     @property
@@ -120,19 +123,18 @@ class DaskExecutor(Executor):
         import dask
         from distributed import Client, LocalCluster
 
-        self.cluster = None
+        self.cluster, self.client = None, None
         local = _LOCAL.match(scheduler)
         try:
             if local:
                 with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
                     self.cluster = LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
-                                                processes=True, dashboard_address=":0", silence_logs=40)
+                                                processes=True, dashboard_address=":0", silence_logs=QUIET)
                 self.client = Client(self.cluster)
             else:
                 self.client = Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as e:
-            if self.cluster is not None:
-                self.cluster.close()
+        except (OSError, TimeoutError, ValueError) as e:        # ValueError: an address Dask cannot use
+            self.close()
             raise DataError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
         info = self.client.scheduler_info()
         workers = info.get("workers", {})
@@ -167,6 +169,9 @@ class DaskExecutor(Executor):
                 f.cancel()
 
     def close(self) -> None:
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            if self.client is not None:
+                self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()

@@ -60,6 +60,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 RULES_BENCH = {"frames": 10_000_000, "videos": 100_000, "baseline_videos": 5_000, "lgb_videos": 100_000,
                "lgb_features": 200, "out": "reports/bench/ensemble.json"}      # defaults of the rules bench
+MIN_LIMIT_GIB = 0.5           # the smallest --memory-limit-gib: below it nothing starts
 SCALE_BENCH = {"videos": 119_154, "executors": "local,dask:2", "dtype": "float16", "dim": 1280, "code": ".",
                "work": "data/bench-scale", "out": "reports/bench/scale.json"}  # defaults of bench --scale: DFDC's
 # training set, 1280-d embeddings (EfficientNet-B0's pooled features)
@@ -108,8 +109,9 @@ def bench_scale(args: argparse.Namespace) -> int:
                         f"{scale.MAX_DIM}")
     if args.dtype not in scale.DTYPES:
         raise DataError(f"bench --scale: --dtype {args.dtype!r}, expected one of {', '.join(scale.DTYPES)}")
-    if args.memory_limit_gib is not None and not 0 < args.memory_limit_gib < float("inf"):
-        raise DataError(f"bench --scale: --memory-limit-gib {args.memory_limit_gib:g}, expected a positive number")
+    if args.memory_limit_gib is not None and not MIN_LIMIT_GIB <= args.memory_limit_gib < float("inf"):
+        raise DataError(f"bench --scale: --memory-limit-gib {args.memory_limit_gib:g}, expected at least "
+                        f"{MIN_LIMIT_GIB:g} GiB (a Python process needs more address space)")
     executors = scale.parse_executors(args.executors)
     code = scale.check_code(Path(args.code))
     config = load_config(args.config)

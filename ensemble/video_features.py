@@ -157,6 +157,7 @@ def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_ta
     file = FeatureFile(path)
     index = pd.Index(names)
     means = np.full((len(names), file.dim), np.nan)
+    seen = np.zeros(len(names), bool)
     pieces = {}
     tasks = [PartTask(part, tuple(rules)) for part in file.parts(rows_per_task)]
     for i, got in executor.map(part_videos, tasks, f"{path.stem} video features", unit="part"):
@@ -168,6 +169,11 @@ def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_ta
                             f"{videos_file} does not list ({len(unknown)} videos like it in rows "
                             f"{tasks[i].part.first_row}-{tasks[i].part.first_row + tasks[i].part.rows - 1}); "
                             "features of another dataset?")
+        again = np.flatnonzero(seen[position])
+        if len(again):         # parts are cut where row-group statistics promise disjoint videos: a damaged file
+            raise DataError(f"{path}: video {got.features.index[again[0]]!r} (row {got.first_rows[again[0]]}) is "
+                            "also in another part of the file; rewrite it sorted by video")
+        seen[position] = True
         means[position] = got.means
         pieces[i] = got.features
     empty = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),

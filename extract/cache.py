@@ -34,7 +34,11 @@ def feature_table(video, frame, face, score, embedding: np.ndarray, key: str, di
                   dtype: str = "float32") -> pa.Table:
     """Rows of the cache: (n,) video, frame, face and score, (n, dim) embeddings stored as ``dtype`` (float32
     or float16), tagged with the run key."""
-    flat = pa.array(np.asarray(embedding).reshape(-1).astype(dtype), EMBEDDING_DTYPES[dtype])
+    values = np.asarray(embedding).reshape(-1)
+    if dtype == "float16" and len(values) and np.abs(values).max() > np.finfo(np.float16).max:
+        raise DataError(f"embedding values up to {np.abs(values).max():.3g} do not fit float16 (±65504); "
+                        "set [extract] embedding_dtype = \"float32\"")
+    flat = pa.array(values.astype(dtype), EMBEDDING_DTYPES[dtype])
     table = pa.table({
         "video": pa.array(video, pa.string()), "frame": pa.array(frame, pa.int32()),
         "face": pa.array(face, pa.int16()), "score": pa.array(score, pa.float32()),
@@ -63,6 +67,8 @@ def write_tables(tables: Iterable[pa.Table], target: Path) -> int:
         finally:
             if writer is not None:
                 writer.close()
+        if writer is None:
+            raise DataError(f"{target}: no table to write")
     return rows
 
 
@@ -102,11 +108,15 @@ def check_features(path: Path, table: pa.Table, first_row: int = 0) -> tuple[pd.
 
 def _embedding_dim(path: Path, schema: pa.Schema) -> int:
     """The embedding length of a feature file's schema; refuses any other schema."""
+    repeated = [c for c in COLUMNS if len(schema.get_all_field_indices(c)) > 1]
+    if repeated:
+        raise DataError(f"{path}: not a feature file: column {repeated[0]!r} appears more than once")
     missing = [c for c in COLUMNS if c not in schema.names]
     kind = schema.field("embedding").type if "embedding" in schema.names else None
     if missing or not pa.types.is_fixed_size_list(kind) or kind.value_type not in EMBEDDING_DTYPES.values():
+        found = f"; missing {', '.join(missing)}" if missing else f"; embedding is {kind}"
         raise DataError(f"{path}: not a feature file (needs columns {', '.join(COLUMNS)}, embedding a "
-                        f"fixed-size list of float32 or float16{'; missing ' + ', '.join(missing) if missing else ''})")
+                        f"fixed-size list of float32 or float16{found})")
     return kind.list_size
 
 
@@ -115,7 +125,10 @@ def _checked(path: Path, table: pa.Table, first_row: int) -> tuple[pd.DataFrame,
     dim = _embedding_dim(path, table.schema)
     values = table.column("embedding").combine_chunks().values
     flat = values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-    frames = table.drop(["embedding"]).to_pandas()
+    try:
+        frames = table.drop(["embedding"]).to_pandas()
+    except (pa.ArrowException, UnicodeDecodeError) as e:       # e.g. a video name that is not UTF-8
+        raise _unreadable(path, e) from None
     check_table(path, frames, {"video": TEXT, "frame": INTEGER, "face": INTEGER, "score": PROBABILITY},
                 key=["video", "frame", "face"], what="feature file", first_row=first_row)
     bad = ~(np.isfinite(flat) & (np.abs(flat) <= EMBEDDING_LIMIT)).all(axis=1)
@@ -168,14 +181,19 @@ class FeatureFile:
     def _video_ranges(self) -> list[tuple[str, str, int]] | None:
         """(min video, max video, rows) of every row group; None when a row group has no statistics."""
         meta = self._file.metadata
-        column = self._file.schema_arrow.get_field_index("video")
+        leaves = [i for i in range(meta.num_columns) if meta.schema.column(i).path == "video"]
+        if len(leaves) != 1:
+            return None
         ranges = []
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
-            stats = group.column(column).statistics
+            stats = group.column(leaves[0]).statistics
             if group.num_rows and (stats is None or not stats.has_min_max):
                 return None
-            ranges.append((stats.min, stats.max, group.num_rows) if group.num_rows else (None, None, 0))
+            try:
+                ranges.append((stats.min, stats.max, group.num_rows) if group.num_rows else (None, None, 0))
+            except UnicodeDecodeError:           # not UTF-8: read as one part, whose reader names the problem
+                return None
         return ranges
 
     def parts(self, target_rows: int) -> list[Part]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import os
@@ -23,6 +24,15 @@ def write_png(path: Path, seed: int = 0, size: int = 8) -> Path:
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def tree_digest(folder: Path) -> str:
+    """A hash of every file's relative path and bytes under ``folder``."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
 
 
 def write_video(root: Path, stem: str, frames, extra_faces=()) -> Path:

@@ -3,7 +3,6 @@ Dask), a worker killed mid-run, a task's error, bad flags. One tiny trained mode
 shared by the module: TensorFlow processes are slow to start."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tree_digest
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"      # chunk_videos = 1: a chunk per video
 VIDEOS = 24
@@ -45,14 +44,6 @@ def same_parquet(a: Path, b: Path) -> None:
     left, right = pq.read_table(a), pq.read_table(b)
     assert left.equals(right) and left.schema.metadata == right.schema.metadata
     assert a.read_bytes() == b.read_bytes()
-
-
-def tree_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -238,12 +238,18 @@ def test_merge_refuses_chunks_from_another_run_and_bad_shards(workspace, tmp_pat
         assert res.returncode == 2 and "--shard" in res.stderr and res.stderr.count("\n") == 1
 
 
-def test_mixed_precision_features_match_float32(workspace, tmp_path):
-    cfg = tmp_path / "mixed.toml"
-    cfg.write_text(Path(TINY).read_text().replace("[extract]\n", "[extract]\nmixed_precision = \"on\"\n"))
+def features_with(setting: str, workspace: Path, tmp_path: Path) -> Path:
+    """``extract features`` with one more ``[extract]`` setting, into ``tmp_path/f``; the features file."""
+    cfg = tmp_path / "setting.toml"
+    cfg.write_text(Path(TINY).read_text().replace("[extract]\n", f"[extract]\n{setting}\n"))
     res = run_cli("extract", "features", "--config", str(cfg), "--interim", str(workspace / "interim"),
                   "--models", str(workspace / "models"), "--out", str(tmp_path / "f"))
     assert res.returncode == 0, res.stderr
+    return tmp_path / "f/synthetic/smallcnn.parquet"
+
+
+def test_mixed_precision_features_match_float32(workspace, tmp_path):
+    features_with('mixed_precision = "on"', workspace, tmp_path)
     mixed = pd.read_parquet(tmp_path / "f/synthetic/smallcnn.parquet")
     full = pd.read_parquet(workspace / "features/synthetic/smallcnn.parquet")
     assert mixed[["video", "frame", "face"]].equals(full[["video", "frame", "face"]])
@@ -254,12 +260,8 @@ def test_mixed_precision_features_match_float32(workspace, tmp_path):
 def test_float16_embeddings_are_the_float32_ones_rounded(workspace, tmp_path):
     from extract.cache import file_key, load_features
 
-    cfg = tmp_path / "half.toml"
-    cfg.write_text(Path(TINY).read_text().replace("[extract]\n", "[extract]\nembedding_dtype = \"float16\"\n"))
-    res = run_cli("extract", "features", "--config", str(cfg), "--interim", str(workspace / "interim"),
-                  "--models", str(workspace / "models"), "--out", str(tmp_path / "f"))
-    assert res.returncode == 0, res.stderr
-    half_path, full_path = tmp_path / "f/synthetic/smallcnn.parquet", workspace / "features/synthetic/smallcnn.parquet"
+    half_path = features_with('embedding_dtype = "float16"', workspace, tmp_path)
+    full_path = workspace / "features/synthetic/smallcnn.parquet"
     assert read(half_path).schema.field("embedding").type.value_type == pa.float16()
     assert file_key(half_path) != file_key(full_path)              # never merged with float32 chunks
     (half, half_emb), (full, full_emb) = load_features(half_path), load_features(full_path)

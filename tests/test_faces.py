@@ -2,7 +2,6 @@
 `evaluate predict` against the whole pipeline run on the same videos."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, bad_config_message, run_cli
+from conftest import REPO, bad_config_message, run_cli, tree_digest
 from data.demo_video import render_frames, write_video
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"
@@ -22,14 +21,6 @@ frames = "linspace"
 count = 6
 min_face_size = 30
 """
-
-
-def tree_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -130,3 +130,57 @@ def test_a_bad_row_in_a_later_part_is_named_by_its_file_row(inputs, tmp_path):
     with pytest.raises(DataError, match=rf"row {bad_row} names video 'zzz.mp4', which videos.parquet does not list"):
         backbone_videos(path, sorted(videos["video"]), [Rule.parse("mean")], 20, ExecutorSpec().open(),
                         Path("videos.parquet"))
+
+
+def test_a_column_before_video_does_not_move_the_statistics_read(inputs, tmp_path):
+    """The cuts use the Parquet leaf named ``video``, not the Arrow field index (a struct has several leaves)."""
+    root, videos = inputs
+    table = pq.read_table(root / "features" / f"{BACKBONES[0]}.parquet")
+    meta = pa.array([{"a": i, "b": str(i)} for i in range(table.num_rows)])
+    path = tmp_path / "struct.parquet"
+    pq.write_table(table.add_column(0, "meta", meta), path, row_group_size=ROW_GROUP)
+    names, rules = sorted(videos["video"]), [Rule.parse("mean")]
+    a, _ = backbone_videos(path, names, rules, 5, ExecutorSpec().open(), Path("videos.parquet"))
+    b = video_table(names, {"b": load_features(path)}, rules, {})
+    np.testing.assert_array_equal(a.to_numpy(np.float64), b.to_numpy(np.float64))
+
+
+def test_a_repeated_video_column_and_float16_overflow_are_refused(inputs, tmp_path):
+    root, _ = inputs
+    table = pq.read_table(root / "features" / f"{BACKBONES[0]}.parquet")
+    path = tmp_path / "twice.parquet"
+    pq.write_table(table.append_column("video", table.column("video")), path)
+    with pytest.raises(DataError, match="column 'video' appears more than once"):
+        FeatureFile(path)
+    with pytest.raises(DataError, match="do not fit float16"):
+        feature_table(["a"], [0], [1], [0.5], np.array([[7e4]]), "k", 1, dtype="float16")
+
+
+@pytest.mark.parametrize("address", ["tcp://:", "tcp://[::1", "inproc://x", "ucx://127.0.0.1:1",
+                                     "tls://127.0.0.1:1", "tcp://host:99999"])
+def test_scheduler_addresses_dask_cannot_use_are_refused_up_front(address):
+    with pytest.raises(DataError, match="expected tcp://host:port or local:N"):
+        ExecutorSpec.parse("dask", address)
+
+
+def test_a_bad_row_found_on_a_dask_worker_is_one_line(inputs, tmp_path):
+    from conftest import run_cli
+
+    root, _ = inputs
+    for d in ("interim", "features"):
+        (tmp_path / d / "x").mkdir(parents=True)
+        for f in (root / d).glob("*.parquet"):
+            (tmp_path / d / "x" / f.name).write_bytes(f.read_bytes())
+    path = tmp_path / "features/x" / f"{BACKBONES[1]}.parquet"
+    table = pq.read_table(path)
+    score = table.column("score").to_numpy().copy()
+    score[-2] = np.nan
+    pq.write_table(table.set_column(3, "score", pa.array(score)), path, row_group_size=ROW_GROUP)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[extract]\nbackbones = {BACKBONES!r}\n[ensemble]\nrows_per_task = 20\n'.replace("'", '"'))
+    res = run_cli("ensemble", "fit", "--name", "x", "--interim", str(tmp_path / "interim"), "--features",
+                  str(tmp_path / "features"), "--out", str(tmp_path / "pred"), "--models", str(tmp_path / "m"),
+                  "--config", str(config), "--executor", "dask", "--scheduler", "local:1", subprocess_run=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"row {table.num_rows - 2}" in res.stderr and "score = nan" in res.stderr
+    assert not (tmp_path / "pred").exists()
