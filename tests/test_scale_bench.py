@@ -104,7 +104,8 @@ def test_a_failed_run_is_recorded_with_its_tree_peak_and_leaves_nothing_behind(t
     [run] = read_runs(out)
     assert not run["ok"] and run["exit_code"] == 1 and run["error"] == "MemoryError"
     assert run["code"] == "unknown" and run["memory_limit_gib"] == 1
-    assert run["peak_rss_gib"] > 0.5 > run["child_maxrss_gib"] > 0.25      # the tree: the fit and its child
+    # the tree holds the fit's 300 MiB and its child's 300 MiB; the fit's own peak is at least its 300 MiB
+    assert run["peak_rss_gib"] > 0.5 and run["child_maxrss_gib"] > 0.25
     assert run["peak_vm_gib"] > run["peak_rss_gib"]
     pid = int((code.parent / "child.pid").read_text())
     stat = Path(f"/proc/{pid}/stat")
