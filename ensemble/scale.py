@@ -507,7 +507,6 @@ def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: 
     and merge each run into ``out`` as it finishes. The folder is deleted afterwards (also on an error or an
     interrupt) unless ``keep``; ``work`` too when that leaves it empty."""
     read_runs(out)                                   # a foreign file at --out stops the bench before any work
-    version = git_version(code)
     made_work = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="scale-", dir=work)).resolve()
@@ -521,6 +520,7 @@ def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: 
         (root / "logs").mkdir()
         for executor in executors:
             load = os.getloadavg()[0]
+            version = git_version(code)              # the code each fit starts from (a checkout may move on)
             m = run_measured(fit_command(root, spec, executor, config), code, env, root / "logs" / executor.label,
                              limit)
             run = record(spec, executor, version, made, m, memory_limit_gib, load, root)
