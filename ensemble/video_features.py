@@ -176,9 +176,10 @@ def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_ta
         seen[position] = True
         means[position] = got.means
         pieces[i] = got.features
-    empty = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),
-                              np.zeros((0, file.dim), np.float32), [], rules)
-    return complete([empty] + [pieces[i] for i in sorted(pieces)], names), means
+    if not pieces:             # a file without a row: the columns of an empty part
+        pieces[0] = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),
+                                      np.zeros((0, file.dim), np.float32), [], rules)
+    return complete([pieces[i] for i in sorted(pieces)], names), means
 
 
 # --- the video table: every backbone's features side by side, as the combiners see them -----------------
