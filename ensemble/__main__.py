@@ -41,20 +41,28 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from data.settings import MAX_FOLDS
 
     from .blend import run_blend
+    from .selection import MIN_NESTED_FOLDS
     from .settings import LOGISTIC_C, load_settings
 
-    settings = load_settings(load_config(args.config))
+    config = load_config(args.config)
+    settings = load_settings(config)
     folds = settings.folds if args.folds is None else args.folds
-    c = settings.logistic_c if args.c is None else args.c
-    if not 2 <= folds <= MAX_FOLDS or not LOGISTIC_C[0] <= c <= LOGISTIC_C[1]:
-        raise DataError(f"--folds {folds} --C {c}: need 2 to {MAX_FOLDS} folds and C in [{LOGISTIC_C[0]:g}, "
-                        f"{LOGISTIC_C[1]:g}]")
-    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, c, settings.seed)
-    print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds")
-    print(f"{'method':<52}{'CV log-loss':>12}")
-    for method, loss in sorted(report["methods"].items(), key=lambda kv: kv[1]):
-        print(f"{method:<52}{loss:>12.4f}{'  <- chosen' if method == report['chosen'] else ''}")
-    print(f"wrote {args.out}/blend.json, oof.csv, submission.csv")
+    if not MIN_NESTED_FOLDS <= folds <= MAX_FOLDS or (args.c is not None and
+                                                     not LOGISTIC_C[0] <= args.c <= LOGISTIC_C[1]):
+        raise DataError(f"--folds {folds} --C {args.c}: need {MIN_NESTED_FOLDS} to {MAX_FOLDS} folds (the nested "
+                        f"choice) and C in [{LOGISTIC_C[0]:g}, {LOGISTIC_C[1]:g}]")
+    fold_seed = seed(config) if args.seed is None else args.seed
+    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, args.c, fold_seed, settings)
+    print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds "
+          f"(seed {report['seed']})")
+    print(f"{'method (CV over the folds, not nested)':<52}{'raw':>9}{'calibrated':>12}  calibrator")
+    for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["log_loss"]):
+        mark = "  <- chosen" if method == report["chosen"] else "  (reference)" if r["reference"] else ""
+        print(f"{method:<52}{r['log_loss_raw']:>9.4f}{r['log_loss']:>12.4f}  {r['calibrator']}{mark}")
+    nested = report["nested"]
+    print(f"nested CV log-loss of the whole choice: {nested['log_loss']:.4f} (the figure to expect; chosen per "
+          f"fold: {', '.join(nested['chosen_per_fold'])})")
+    print(f"wrote {args.out}/blend.json, oof.csv (nested OOF), submission.csv")
     return 0
 
 
@@ -147,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
                        description="Align Kaggle submission files (filename,label) by video, score blending methods "
-                                   "by family-grouped CV log-loss, and write the best blend as a submission.")
+                                   "by family-grouped CV log-loss, score that choice by nested CV, and write the best blend as a "
+                                   "submission.")
     p.add_argument("--predictions", nargs="+", required=True, metavar="PATH[:COLUMN]",
                    help="prediction files; COLUMN names the prediction column of a non-Kaggle file (default: label)")
     p.add_argument("--labels", required=True, metavar="PATH",
@@ -156,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fill videos missing from a file with the labels' FAKE share instead of stopping")
     p.add_argument("--folds", type=int, default=None, help="family-grouped CV folds (default: [splits] folds)")
     p.add_argument("--C", type=float, default=None, dest="c",
-                   help="inverse L2 strength of the logistic blend (default: [ensemble] logistic_c)")
+                   help="a fixed inverse L2 strength of the logistic and spline stacks (default: chosen from "
+                        "[ensemble] logistic_cs by inner CV)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the family-grouped fold assignment (default: the config's seed)")
     p.add_argument("--out", default="reports/blend", help="folder for blend.json, oof.csv, submission.csv "
                                                            "(default: reports/blend)")
     add_config_flag(p)

@@ -1,7 +1,8 @@
 """``python -m ensemble blend``: blend Kaggle submission files from any models, with family-grouped CV.
 
-Every method is scored by out-of-fold log-loss over folds that keep each family (a REAL original and its fakes)
-whole; the best is refit on all labelled videos and written as a submission.
+Every method is scored by calibrated out-of-fold log-loss over folds that keep each family (a REAL original and
+its fakes) whole; the best is refit on all labelled videos and written as a submission. The minimum of many
+noisy CV figures is optimistic, so the whole choice is also scored by nested CV: the figure to expect.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
+from tqdm import tqdm
 
 from common.atomic import atomic_path, write_json
 from common.errors import DataError
@@ -18,8 +21,17 @@ from data.splits import grouped_assign
 from data.submissions import read_labels, read_predictions
 
 from .calibration import logit
-from .crossfit import cross_fit
-from .stackers import Combiner, LightGBMStack, LogisticStack, WeightedBlend
+from .selection import MIN_NESTED_FOLDS, Candidate, choose, fit_candidates, nested
+from .settings import EnsembleSettings
+from .stackers import (
+    Combiner,
+    EnsembleSelection,
+    LightGBMStack,
+    LogisticStack,
+    RankMean,
+    SplineStack,
+    WeightedBlend,
+)
 
 LGB_SMALL = {"num_leaves": 4, "learning_rate": 0.05, "n_estimators": 100, "min_child_samples": 20,
              "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 1.0, "reg_lambda": 1.0,
@@ -32,7 +44,7 @@ class Fixed(Combiner):
     def __init__(self, fn):
         self.fn = fn
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         self._fitted(y)
         return self
 
@@ -43,7 +55,7 @@ class Fixed(Combiner):
 class Prior(Combiner):
     """The training rows' FAKE share, for every video. Fitted: ``p_``."""
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         self.p_ = float(np.mean(y))
         self._fitted(y)
         return self
@@ -52,21 +64,40 @@ class Prior(Combiner):
         return np.full(len(X), self.p_)
 
 
-def methods(columns: list[str], c: float, seed: int) -> dict:
-    """{method name: factory} of every blending method tried."""
+def methods(columns: list[str], settings: EnsembleSettings, seed: int, c: float | None = None
+            ) -> dict[str, Candidate]:
+    """{method name: candidate} of every blending method tried, in order (an average after its members). The
+    prior, single files and fixed averages are references: calibrated and scored, never chosen.
+    ``c``: a fixed C for the logistic and spline stacks instead of the config's grid."""
+    grid = (c,) if c is not None else settings.logistic_cs
+    linear = dict(C=grid[0], Cs=grid if len(grid) > 1 else None, cv_folds=settings.tune_folds, seed=seed)
+    car = settings.caruana
     return {
-        "prior": Prior,
-        **{f"file:{col}": (lambda col=col: Fixed(lambda X: X[col].to_numpy())) for col in columns},
-        "mean": lambda: Fixed(lambda X: X[columns].mean(axis=1).to_numpy()),
-        "logit_mean": lambda: Fixed(lambda X: 1 / (1 + np.exp(-logit(X[columns].to_numpy()).mean(axis=1)))),
-        "weighted": lambda: WeightedBlend(columns),
-        f"logistic:C={c:g}": lambda: LogisticStack(columns, c),
-        "lightgbm": lambda: LightGBMStack(columns, LGB_SMALL, seed),
+        "prior": Candidate(Prior, reference=True),
+        **{f"file:{col}": Candidate(lambda col=col: Fixed(lambda X: X[col].to_numpy()), reference=True)
+           for col in columns},
+        "mean": Candidate(lambda: Fixed(lambda X: X[columns].mean(axis=1).to_numpy()), reference=True),
+        "logit_mean": Candidate(lambda: Fixed(lambda X: expit(logit(X[columns].to_numpy()).mean(axis=1))),
+                                reference=True),
+        "rank_mean": Candidate(lambda: RankMean(columns), reference=True),
+        "weighted": Candidate(lambda: WeightedBlend(columns)),
+        "caruana": Candidate(lambda: EnsembleSelection(columns, car.iterations, car.bags, car.bag_fraction, seed)),
+        "logistic": Candidate(lambda: LogisticStack(columns, **linear)),
+        "spline": Candidate(lambda: SplineStack(columns, **linear, n_knots=settings.spline_knots,
+                                                degree=settings.spline_degree)),
+        "lightgbm": Candidate(lambda: LightGBMStack(columns, LGB_SMALL, seed), early_stopping=True),
+        "average:lightgbm+logistic": Candidate(members=("lightgbm", "logistic")),
+        "average:lightgbm+spline": Candidate(members=("lightgbm", "spline")),
+        "average:logit:lightgbm+logistic+spline": Candidate(members=("lightgbm", "logistic", "spline"),
+                                                            space="logit"),
     }
 
 
-def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n_folds: int, c: float,
-              seed: int) -> dict:
+def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n_folds: int, c: float | None,
+              seed: int, settings: EnsembleSettings) -> dict:
+    """Score every method by family-grouped ``n_folds``-fold CV (fold assignment seeded by ``seed``), score the
+    whole choice by nested CV, refit the chosen method on all labelled videos and write ``blend.json``,
+    ``oof.csv`` (nested OOF predictions) and ``submission.csv``."""
     problems = Problems()
     if len(set(specs)) != len(specs):
         raise DataError(f"--predictions: {next(s for s in specs if specs.count(s) > 1)} is given twice")
@@ -98,21 +129,28 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     if len(set(y)) < 2 or len(set(family)) < n_folds:
         raise DataError(f"{labels_path}: {len(set(family))} families and {len(set(y))} class(es) of labelled videos; "
                         f"{n_folds}-fold CV needs both classes and at least {n_folds} families")
+    if n_folds < MIN_NESTED_FOLDS:
+        raise DataError(f"--folds {n_folds}: the nested choice needs at least {MIN_NESTED_FOLDS} folds")
     folds = grouped_assign(family, y, np.full(n_folds, 1 / n_folds), np.random.default_rng(seed))
-    report = {"videos": int(labelled.sum()), "families": int(len(set(family))), "folds": n_folds,
-              "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)}, "methods": {}}
-    oofs = {}
-    for name, make in methods(names, c, seed).items():
-        oofs[name] = cross_fit(make, Xl, y, folds).oof
-        report["methods"][name] = round(log_loss(y, oofs[name]), 5)
-    best = min(report["methods"], key=report["methods"].get)
-    report["chosen"] = best
-    final = methods(names, c, seed)[best]().fit(Xl, y)
+    candidates = methods(names, settings, seed, c)
+    eps = list(settings.clip_eps)
+    bar = tqdm(total=n_folds + 1, desc="blend: nested folds, then all videos", unit="fold", leave=False)
+    nested_oof, per_fold = nested(candidates, Xl, y, folds, family, eps, progress=lambda *_: bar.update())
+    fitted = fit_candidates(candidates, Xl, y, folds, family, eps)
+    bar.update()
+    bar.close()
+    best = choose(fitted, candidates)
+    report = {"videos": int(labelled.sum()), "families": int(len(set(family))), "folds": n_folds, "seed": seed,
+              "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)},
+              "methods": {name: {"reference": candidates[name].reference, "log_loss_raw": round(log_loss(y, f.oof), 5), "calibrator": f.calibrator.name,
+                                 "log_loss": round(f.loss, 5)} for name, f in fitted.items()},
+              "chosen": best,
+              "nested": {"log_loss": round(log_loss(y, nested_oof), 5), "chosen_per_fold": per_fold}}
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "blend.json", report)
-    submission = pd.DataFrame({"filename": X.index, "label": final.predict_proba(X)[:, 1]})
-    for target, frame in (("oof.csv", pd.DataFrame({"filename": Xl.index, "label": oofs[best]})),
+    submission = pd.DataFrame({"filename": X.index, "label": fitted[best].predict(X)})
+    for target, frame in (("oof.csv", pd.DataFrame({"filename": Xl.index, "label": nested_oof})),
                           ("submission.csv", submission)):
         with atomic_path(out / target) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
+    write_json(out / "blend.json", report)
     return report

@@ -36,7 +36,7 @@ class Calibrator:
 
     def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
         if self.kind == "platt":
-            lr = LogisticRegression(C=1e6).fit(logit(p)[:, None], y)
+            lr = LogisticRegression(C=1e6, solver="newton-cholesky").fit(logit(p)[:, None], y)
             self.params = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
         elif self.kind == "isotonic":
             iso = IsotonicRegression(y_min=1e-3, y_max=1 - 1e-3, out_of_bounds="clip").fit(p, y)

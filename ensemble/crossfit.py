@@ -26,12 +26,13 @@ def predict_fake(model, X) -> np.ndarray:
 
 
 def cross_fit(make: Callable[[], object], X, y: np.ndarray, folds: np.ndarray,
-              early_stopping: bool = False) -> CrossFit:
+              early_stopping: bool = False, groups: np.ndarray | None = None) -> CrossFit:
     """OOF predictions of ``make()`` models, one per fold id in ``folds`` (n,), each fitted on the other folds.
 
     ``X``: (n, ...) DataFrame or array, rows aligned with ``y`` (n,). With ``early_stopping`` the next fold id
     (cyclically) is held out of each training part as the model's ``valid`` set, so a booster early-stops on
-    videos it neither trains on nor is scored on."""
+    videos it neither trains on nor is scored on. ``groups`` (n,): family ids, passed on to ``fit`` for a
+    combiner that tunes itself by grouped CV."""
     oof = np.empty(len(y))
     fold_ids = np.unique(folds)
     models = []
@@ -40,9 +41,11 @@ def cross_fit(make: Callable[[], object], X, y: np.ndarray, folds: np.ndarray,
         if early_stopping:
             inner = folds == fold_ids[(i + 1) % len(fold_ids)]
             train = ~held & ~inner
-            model = make().fit(X[train], y[train], valid=(X[inner], y[inner]))
+            extra = {} if groups is None else {"groups": groups[train]}
+            model = make().fit(X[train], y[train], valid=(X[inner], y[inner]), **extra)
         else:
-            model = make().fit(X[~held], y[~held])
+            extra = {} if groups is None else {"groups": groups[~held]}
+            model = make().fit(X[~held], y[~held], **extra)
         oof[held] = predict_fake(model, X[held])
         models.append(model)
     return CrossFit(oof, models)

@@ -24,12 +24,25 @@ class LightGBMSettings:
 
 
 @dataclass(frozen=True)
+class CaruanaSettings:
+    iterations: int
+    bags: int
+    bag_fraction: float
+
+
+@dataclass(frozen=True)
 class EnsembleSettings:
     seed: int
     backbones: tuple[str, ...]    # [extract] backbones: the feature files combined
     rules: tuple[Rule, ...]
     clip_eps: tuple[float, ...]
     logistic_c: float
+    logistic_cs: tuple[float, ...]    # C grid of the logistic and spline stacks (one value: fixed)
+    tune_folds: int
+    spline_knots: int
+    spline_degree: int
+    nested: bool
+    caruana: CaruanaSettings
     pca_components: int
     rows_per_task: int            # feature rows per out-of-core part (whole videos; more where a video needs it)
     lightgbm: LightGBMSettings
@@ -52,14 +65,19 @@ def lightgbm_settings(t: Table) -> LightGBMSettings:
 
 
 def load_settings(config: dict) -> EnsembleSettings:
-    t = section(config, "ensemble")
+    t, c = section(config, "ensemble"), section(config, "ensemble.caruana")
     rules = _rules(t)
     if "mean" not in [r.label for r in rules]:
         raise DataError(f"{t.source}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
     return EnsembleSettings(
         seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
         clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
-        logistic_c=t.number("logistic_c", *LOGISTIC_C), pca_components=t.integer("pca_components", 0, 4096),
+        logistic_c=t.number("logistic_c", *LOGISTIC_C), logistic_cs=tuple(t.numbers("logistic_cs", *LOGISTIC_C)),
+        tune_folds=t.integer("tune_folds", 2, MAX_FOLDS), spline_knots=t.integer("spline_knots", 2, 64),
+        spline_degree=t.integer("spline_degree", 1, 5), nested=t.boolean("nested"),
+        caruana=CaruanaSettings(c.integer("iterations", 1, 100_000), c.integer("bags", 1, 10_000),
+                                c.number("bag_fraction", 0, 1, True)),
+        pca_components=t.integer("pca_components", 0, 4096),
         rows_per_task=t.integer("rows_per_task", 1, MAX_COUNT),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
         folds=section(config, "splits").integer("folds", 2, MAX_FOLDS))

@@ -7,6 +7,8 @@ least ``columns``; ``y`` is (n,) with 1 for FAKE.
 """
 from __future__ import annotations
 
+import warnings
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -17,6 +19,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from common.metrics import log_loss
 
 from .calibration import logit
+
+SOLVER = "newton-cholesky"     # a few Newton steps: fast for the stacks' few hundred features
+KINDS = {}          # the "kind" saved in each combiner's JSON -> its class (see ``from_json``)
+
+
+def saved_kind(cls):
+    """Register a combiner class under its ``kind`` for loading from JSON."""
+    KINDS[cls.kind] = cls
+    return cls
 
 
 class Combiner(ClassifierMixin, BaseEstimator):
@@ -37,14 +48,26 @@ class Combiner(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
 
 
+def inner_folds(groups: np.ndarray | None, y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(n,) family-grouped, label-stratified fold ids in [0, k) for a combiner's own tuning; without ``groups``
+    every row is its own family."""
+    from data.splits import grouped_assign
+
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    return grouped_assign(groups, np.asarray(y), np.full(k, 1 / k), np.random.default_rng(seed))
+
+
+@saved_kind
 class WeightedBlend(Combiner):
     """A convex blend of probability columns, weights fitted to minimise log-loss (softmax parameterised).
     Fitted: ``weights_`` (len(columns),), summing to 1."""
 
+    kind = "weighted"
+
     def __init__(self, columns: list[str]):
         self.columns = columns
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "WeightedBlend":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "WeightedBlend":
         P = X[list(self.columns)].to_numpy(np.float64)
         result = minimize(lambda z: log_loss(y, P @ softmax(z), eps=1e-6), np.zeros(len(self.columns)),
                           method="L-BFGS-B")
@@ -56,7 +79,7 @@ class WeightedBlend(Combiner):
         return X[list(self.columns)].to_numpy(np.float64) @ self.weights_
 
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "weights": self.weights_.tolist()}
+        return {"kind": self.kind, "columns": list(self.columns), "weights": self.weights_.tolist()}
 
     @classmethod
     def from_json(cls, obj: dict) -> "WeightedBlend":
@@ -66,22 +89,44 @@ class WeightedBlend(Combiner):
         return model
 
 
-class LogisticStack(Combiner):
-    """L2 logistic regression on standardised logits of probability columns.
-    Fitted: ``mean_``, ``scale_``, ``coef_`` (len(columns),) and ``intercept_``."""
+class LinearStack(Combiner):
+    """L2 logistic regression on standardised features of probability columns, with ``C`` or, given ``Cs``,
+    the C of ``Cs`` chosen by family-grouped ``cv_folds``-fold CV inside ``fit`` (``groups``: (n,) family ids).
+    Subclasses define the features (``_features``), standardised on the training rows. Fitted: ``C_``,
+    ``cv_scores_`` ({C: mean fold log-loss}, empty without ``Cs``), ``mean_``, ``scale_``, ``coef_`` (n_features,) and ``intercept_``."""
 
-    def __init__(self, columns: list[str], C: float = 0.1):
-        self.columns, self.C = columns, C
+    kind = ""
+
+    def _features(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _prepare(self, X: pd.DataFrame) -> None:
+        """Learn what the features need from the training rows (e.g. spline knots)."""
 
     def _z(self, X: pd.DataFrame) -> np.ndarray:
-        return (logit(X[list(self.columns)].to_numpy(np.float64)) - self.mean_) / self.scale_
+        return (self._features(X) - self.mean_) / self.scale_
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "LogisticStack":
-        from sklearn.linear_model import LogisticRegression
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "LinearStack":
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-        L = logit(X[list(self.columns)].to_numpy(np.float64))
-        self.mean_, self.scale_ = L.mean(0), np.where(L.std(0) > 0, L.std(0), 1.0)
-        lr = LogisticRegression(C=self.C, max_iter=1000).fit(self._z(X), y)
+        self._prepare(X)
+        F = self._features(X)
+        self.mean_, self.scale_ = F.mean(0), np.where(F.std(0) > 0, F.std(0), 1.0)
+        Z = (F - self.mean_) / self.scale_
+        self.cv_scores_ = {}
+        if self.Cs:
+            # one regularisation path per fold, warm-started from C to C (scikit-learn's LogisticRegressionCV)
+            folds = inner_folds(groups, y, self.cv_folds, self.seed)
+            splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
+            with warnings.catch_warnings():     # scikit-learn 1.8 announces changes of defaults and attributes
+                warnings.simplefilter("ignore", FutureWarning)
+                lr = LogisticRegressionCV(Cs=sorted(self.Cs), cv=splits, scoring="neg_log_loss", max_iter=1000,
+                                          solver=SOLVER).fit(Z, y)
+            self.C_ = float(lr.C_[0])
+            self.cv_scores_ = dict(zip(map(float, lr.Cs_), (-lr.scores_[1].mean(0)).tolist()))
+        else:
+            self.C_ = self.C
+            lr = LogisticRegression(C=self.C_, max_iter=1000, solver=SOLVER).fit(Z, y)
         self.coef_, self.intercept_ = lr.coef_[0], float(lr.intercept_[0])
         self._fitted(y)
         return self
@@ -90,16 +135,219 @@ class LogisticStack(Combiner):
         return expit(self._z(X) @ self.coef_ + self.intercept_)
 
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "C": self.C, "mean": self.mean_.tolist(),
+        return {"kind": self.kind, "columns": list(self.columns), "C": self.C_, "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(), "coef": self.coef_.tolist(), "intercept": self.intercept_}
 
+    def _load(self, obj: dict) -> None:
+        """Read what ``_prepare`` learned back from ``obj``."""
+
     @classmethod
-    def from_json(cls, obj: dict) -> "LogisticStack":
+    def from_json(cls, obj: dict) -> "LinearStack":
         model = cls(obj["columns"], obj["C"])
+        model.C_ = model.C
         model.mean_, model.scale_, model.coef_ = (np.asarray(obj[k], np.float64) for k in ("mean", "scale", "coef"))
         model.intercept_ = float(obj["intercept"])
+        model._load(obj)
         model._fitted(None)
         return model
+
+
+@saved_kind
+class LogisticStack(LinearStack):
+    """L2 logistic regression on the standardised logits of probability columns (n, len(columns))."""
+
+    kind = "logistic"
+
+    def __init__(self, columns: list[str], C: float = 0.1, Cs: tuple[float, ...] | None = None,
+                 cv_folds: int = 5, seed: int = 0):
+        self.columns, self.C, self.Cs, self.cv_folds, self.seed = columns, C, Cs, cv_folds, seed
+
+    def _features(self, X: pd.DataFrame) -> np.ndarray:
+        return logit(X[list(self.columns)].to_numpy(np.float64))
+
+
+@saved_kind
+class SplineStack(LinearStack):
+    """A generalised additive stack: each column's logit enters through a B-spline basis (``n_knots`` knots
+    spread evenly over its training range, degree ``degree``, constant beyond it), so a badly calibrated or
+    non-monotone member gets its own learned curve. Features: (n, len(columns) * (n_knots + degree - 1)).
+    Fitted besides ``LinearStack``'s: ``knots_`` (n_knots, len(columns))."""
+
+    kind = "spline"
+
+    def __init__(self, columns: list[str], C: float = 0.1, Cs: tuple[float, ...] | None = None,
+                 cv_folds: int = 5, seed: int = 0, n_knots: int = 4, degree: int = 2):
+        self.columns, self.C, self.Cs, self.cv_folds, self.seed = columns, C, Cs, cv_folds, seed
+        self.n_knots, self.degree = n_knots, degree
+
+    def _logits(self, X: pd.DataFrame) -> np.ndarray:
+        return logit(X[list(self.columns)].to_numpy(np.float64))
+
+    def _prepare(self, X: pd.DataFrame) -> None:
+        L = self._logits(X)
+        lo, hi = L.min(0), L.max(0)
+        hi = np.where(hi > lo, hi, lo + 1.0)              # a constant column still gets distinct knots
+        self.knots_ = np.linspace(lo, hi, self.n_knots)
+        self._spline = None
+
+    def _features(self, X: pd.DataFrame) -> np.ndarray:
+        from sklearn.preprocessing import SplineTransformer
+
+        if getattr(self, "_spline", None) is None:
+            self._spline = SplineTransformer(knots=self.knots_, degree=self.degree, extrapolation="constant")
+            self._spline.fit(self.knots_)
+        return self._spline.transform(self._logits(X))
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "degree": self.degree, "knots": self.knots_.tolist()}
+
+    def _load(self, obj: dict) -> None:
+        self.knots_ = np.asarray(obj["knots"], np.float64)
+        self.degree, self.n_knots = int(obj["degree"]), len(self.knots_)
+        if self.knots_.ndim != 2 or self.knots_.shape[1] != len(self.columns):
+            raise ValueError(f"spline knots of shape {self.knots_.shape} for {len(self.columns)} columns")
+        self._spline = None
+
+
+class Platt:
+    """Per-column Platt scaling, vectorised: P = sigmoid(a * logit(p) + b), fitted by unregularised 1-D
+    logistic regression on each column."""
+
+    @staticmethod
+    def fit(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.linear_model import LogisticRegression
+
+        L = logit(P)
+        a, b = np.empty(P.shape[1]), np.empty(P.shape[1])
+        for j in range(P.shape[1]):
+            lr = LogisticRegression(C=1e6, max_iter=1000, solver=SOLVER).fit(L[:, j:j + 1], y)
+            a[j], b[j] = lr.coef_[0, 0], lr.intercept_[0]
+        return a, b
+
+    @staticmethod
+    def apply(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return expit(logit(P) * a + b)
+
+
+@saved_kind
+class EnsembleSelection(Combiner):
+    """Caruana et al. (2004) ensemble selection. The library is the ``columns``, each Platt-scaled on the
+    training rows; ``iterations`` greedy steps add (with replacement) the member whose inclusion gives the
+    lowest training log-loss of the probability average, starting from the best single member. Bagged:
+    ``bags`` selections, each over a random ``bag_fraction`` of the library, and their weights are averaged.
+    Fitted: ``a_``, ``b_`` (len(columns),) Platt parameters and ``weights_`` (len(columns),), summing to 1."""
+
+    kind = "caruana"
+
+    def __init__(self, columns: list[str], iterations: int = 50, bags: int = 20, bag_fraction: float = 0.5,
+                 seed: int = 0):
+        self.columns, self.iterations, self.bags = columns, iterations, bags
+        self.bag_fraction, self.seed = bag_fraction, seed
+
+    def _library(self, X: pd.DataFrame) -> np.ndarray:
+        return Platt.apply(X[list(self.columns)].to_numpy(np.float64), self.a_, self.b_)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "EnsembleSelection":
+        self.a_, self.b_ = Platt.fit(X[list(self.columns)].to_numpy(np.float64), y)
+        P = self._library(X)
+        rng = np.random.default_rng(self.seed)
+        n = P.shape[1]
+        size = max(1, int(np.ceil(self.bag_fraction * n)))
+        weights = np.zeros(n)
+        for _ in range(self.bags):
+            members = np.sort(rng.choice(n, size, replace=False)) if size < n else np.arange(n)
+            weights += _greedy_selection(P[:, members], y, self.iterations, members, n)
+        self.weights_ = weights / weights.sum()
+        self._fitted(y)
+        return self
+
+    def _p_fake(self, X: pd.DataFrame) -> np.ndarray:
+        return self._library(X) @ self.weights_
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "columns": list(self.columns), "a": self.a_.tolist(), "b": self.b_.tolist(),
+                "weights": self.weights_.tolist()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "EnsembleSelection":
+        model = cls(obj["columns"])
+        model.a_, model.b_, model.weights_ = (np.asarray(obj[k], np.float64) for k in ("a", "b", "weights"))
+        if not (len(model.a_) == len(model.b_) == len(model.weights_) == len(model.columns)):
+            raise ValueError("Platt parameters and weights must have one entry per column")
+        model._fitted(None)
+        return model
+
+
+def _greedy_selection(P: np.ndarray, y: np.ndarray, iterations: int, members: np.ndarray, n: int) -> np.ndarray:
+    """Selection counts (n,) of one greedy run over the library columns ``P`` (rows, len(members))."""
+    counts = np.zeros(n)
+    total = np.zeros(len(y))
+    for step in range(iterations):
+        losses = [log_loss(y, (total + P[:, j]) / (step + 1), eps=1e-6) for j in range(P.shape[1])]
+        j = int(np.argmin(losses))                   # ties: the first column
+        total += P[:, j]
+        counts[members[j]] += 1
+    return counts / iterations
+
+
+@saved_kind
+class RankMean(Combiner):
+    """The mean of each column's rank among the training rows (its empirical CDF, read off ``quantiles``
+    stored quantiles), for members whose scales disagree; the output ranks videos and is left to a calibrator.
+    Fitted: ``reference_`` (quantiles, len(columns)), each column's training quantiles."""
+
+    kind = "rank_mean"
+
+    def __init__(self, columns: list[str], quantiles: int = 1001):
+        self.columns, self.quantiles = columns, quantiles
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "RankMean":
+        P = X[list(self.columns)].to_numpy(np.float64)
+        self.reference_ = np.quantile(P, np.linspace(0, 1, min(self.quantiles, len(P))), axis=0)
+        self._fitted(y)
+        return self
+
+    def _p_fake(self, X: pd.DataFrame) -> np.ndarray:
+        P = X[list(self.columns)].to_numpy(np.float64)
+        grid = np.linspace(0, 1, len(self.reference_))
+        ranks = [np.interp(P[:, j], self.reference_[:, j], grid) for j in range(P.shape[1])]
+        return np.clip(np.mean(ranks, axis=0), 1e-3, 1 - 1e-3)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "columns": list(self.columns), "reference": self.reference_.tolist()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "RankMean":
+        model = cls(obj["columns"])
+        model.reference_ = np.asarray(obj["reference"], np.float64)
+        if model.reference_.ndim != 2 or model.reference_.shape[1] != len(model.columns):
+            raise ValueError(f"rank reference of shape {model.reference_.shape} for {len(model.columns)} columns")
+        model._fitted(None)
+        return model
+
+
+class Average(Combiner):
+    """The average of fitted combiners' P(FAKE), in probability or logit (``space``) space; e.g. the LightGBM
+    and logistic stacks. ``members``: fitted combiners (not refitted here)."""
+
+    kind = "average"
+
+    def __init__(self, members: list, space: str = "probability"):
+        self.members, self.space = members, space
+
+    def fit(self, X, y, groups=None) -> "Average":
+        self._fitted(y)
+        return self
+
+    def _p_fake(self, X: pd.DataFrame) -> np.ndarray:
+        return average([m.predict_proba(X)[:, 1] for m in self.members], self.space)
+
+
+def average(predictions: list[np.ndarray], space: str) -> np.ndarray:
+    """(n,) mean of P(FAKE) columns in "probability" or "logit" space."""
+    if space == "logit":
+        return expit(np.mean([logit(p) for p in predictions], axis=0))
+    return np.mean(predictions, axis=0)
 
 
 class LightGBMStack(Combiner):
@@ -134,8 +382,8 @@ class LightGBMStack(Combiner):
     def _init(self, X: pd.DataFrame) -> np.ndarray | None:
         return None if self.base_ is None else logit(self.base_.predict_proba(X)[:, 1])
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray] | None = None
-            ) -> "LightGBMStack":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray] | None = None,
+            groups: np.ndarray | None = None) -> "LightGBMStack":
         self.base_ = None
         if self.base_columns:
             self.base_ = (LogisticStack(self.base_columns, self.base_c) if self.base == "logistic"
@@ -164,7 +412,7 @@ class LightGBMStack(Combiner):
 
     def to_json(self) -> dict:
         """Everything but the trees (saved as LightGBM text by ``model_text``)."""
-        return {"columns": list(self.columns), "best_iteration": self.best_iteration_,
+        return {"kind": "lightgbm", "columns": list(self.columns), "best_iteration": self.best_iteration_,
                 "base": None if self.base_ is None else self.base_.to_json()}
 
     @classmethod

@@ -4,7 +4,10 @@ import json
 import pandas as pd
 import pytest
 
+from common.metrics import log_loss
+from common.problems import Problems
 from conftest import run_cli, shared_file
+from data.submissions import read_labels
 
 FILES = ["trainsample400_pred_vtouch_effnet_20200221.csv", "trainsample400_pred_vtouch_effnet_20200224.csv",
          "trainsample400_pred_vtouch_effnet_20200225.csv", "trainsample400_eval_vnicula_meso_withlabels.csv:score",
@@ -22,17 +25,29 @@ def test_a_stack_of_real_submissions_beats_the_best_single_file(tmp_path):
     res = run_cli("ensemble", "blend", "--predictions", *specs, "--labels", str(labels), "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "blend.json").read_text())
-    assert report["videos"] == 400 and report["families"] == 244
-    singles = [report["methods"][f"file:{f.partition(':')[0]}"] for f in FILES]
+    assert report["videos"] == 400 and report["families"] == 244 and report["seed"] == 42
+    methods = report["methods"]
+    singles = [methods[f"file:{f.partition(':')[0]}"]["log_loss_raw"] for f in FILES]
     assert singles == pytest.approx(README_LOSS, abs=0.001)            # the files' own log-loss, as published
-    assert report["methods"]["prior"] == pytest.approx(0.490, abs=0.001)
-    assert report["methods"]["mean"] == pytest.approx(0.580, abs=0.001)
-    chosen = report["methods"][report["chosen"]]
-    assert chosen == min(report["methods"].values()) and chosen < min(singles) - 0.05
+    assert methods["prior"]["log_loss"] == pytest.approx(0.490, abs=0.001)
+    assert methods["mean"]["log_loss_raw"] == pytest.approx(0.580, abs=0.001)
+    chosen = report["chosen"]
+    learned = {m: r["log_loss"] for m, r in methods.items() if not r["reference"]}
+    assert not methods[chosen]["reference"] and methods[chosen]["log_loss"] == min(learned.values())
+    assert {"logistic", "spline", "lightgbm", "caruana", "average:lightgbm+logistic"} <= set(learned)
+    # the nested figure scores the whole choice: honest, so no lower than the chosen method's own CV figure here,
+    # and still far better than the best single file and the prior
+    nested = report["nested"]
+    assert len(nested["chosen_per_fold"]) == 5 and set(nested["chosen_per_fold"]) <= set(learned)
+    assert methods[chosen]["log_loss"] <= nested["log_loss"] < min(min(singles), 0.490) - 0.05
     oof = pd.read_csv(tmp_path / "oof.csv")
     sub = pd.read_csv(tmp_path / "submission.csv")
     assert list(oof.columns) == list(sub.columns) == ["filename", "label"]
     assert len(oof) == 400 and len(sub) == 400 and sub["label"].between(0, 1).all()
+    labels_of = read_labels(labels, Problems()).label
+    assert log_loss(labels_of.reindex(oof["filename"]).to_numpy(), oof["label"].to_numpy()) == \
+        pytest.approx(nested["log_loss"], abs=1e-4)                       # oof.csv holds the nested predictions
+    assert "nested CV log-loss of the whole choice" in res.stdout
     assert "metadata.json" in res.stderr and "name no video" in res.stderr
 
 
@@ -51,7 +66,7 @@ def test_duplicates_are_averaged_and_missing_videos_need_fill(tmp_path):
     assert res.returncode == 2 and f"{b}: 1 labelled videos missing (e.g. r9.mp4)" in res.stderr
     assert res.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
     res = run_cli("ensemble", "blend", "--predictions", a, b, "--labels", labels, "--out", str(tmp_path / "o"),
-                  "--fill", "prior", "--folds", "3")
+                  "--fill", "prior", "--folds", "4")
     assert res.returncode == 0, res.stderr
     assert "repeated rows averaged" in res.stderr and "filled with the prior" in res.stderr
     sub = pd.read_csv(tmp_path / "o/submission.csv")
