@@ -21,7 +21,14 @@ from data.splits import grouped_assign
 from data.submissions import read_labels, read_predictions
 
 from .calibration import logit
-from .selection import MIN_NESTED_FOLDS, Candidate, choose, fit_candidates, nested
+from .selection import (
+    MIN_NESTED_FOLDS,
+    Candidate,
+    choose,
+    fit_candidates,
+    nested,
+    one_blas_thread,
+)
 from .settings import EnsembleSettings
 from .stackers import (
     Combiner,
@@ -135,12 +142,13 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     candidates = methods(names, settings, seed, c)
     eps = list(settings.clip_eps)
     bar = tqdm(total=n_folds + 1, desc="blend: nested folds, then all videos", unit="fold", leave=False)
-    nested_oof, per_fold = nested(candidates, Xl, y, folds, family, eps, progress=lambda *_: bar.update())
-    fitted = fit_candidates(candidates, Xl, y, folds, family, eps)
+    with one_blas_thread():
+        nested_oof, per_fold = nested(candidates, Xl, y, folds, family, eps, progress=lambda *_: bar.update())
+        fitted = fit_candidates(candidates, Xl, y, folds, family, eps)
     bar.update()
     bar.close()
     best = choose(fitted, candidates)
-    report = {"videos": int(labelled.sum()), "families": int(len(set(family))), "folds": n_folds, "seed": seed,
+    report = {"videos": int(labelled.sum()), "families": len(set(family)), "folds": n_folds, "seed": seed,
               "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)},
               "methods": {name: {"reference": candidates[name].reference, "log_loss_raw": round(log_loss(y, f.oof), 5), "calibrator": f.calibrator.name,
                                  "log_loss": round(f.loss, 5)} for name, f in fitted.items()},

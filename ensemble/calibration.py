@@ -34,7 +34,7 @@ class Calibrator:
     def name(self) -> str:
         return f"clip:{self.params['eps']:g}" if self.kind == "clip" else self.kind
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(self, p: np.ndarray, y: np.ndarray) -> Calibrator:
         if self.kind == "platt":
             lr = LogisticRegression(C=1e6, solver="newton-cholesky").fit(logit(p)[:, None], y)
             self.params = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
@@ -55,7 +55,7 @@ class Calibrator:
         return {"kind": self.kind, "params": self.params}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Calibrator":
+    def from_json(cls, obj: dict) -> Calibrator:
         if obj.get("kind") not in ("clip", "platt", "isotonic"):
             raise ValueError(f"unknown calibrator {obj.get('kind')!r}")
         return cls(obj["kind"], dict(obj["params"]))

@@ -2,8 +2,8 @@
 (stackers, blends of external submissions, calibrator choice)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

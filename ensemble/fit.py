@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from common.atomic import atomic_dir, locked, write_json
 from common.cli import check_name
@@ -27,11 +28,26 @@ from common.metrics import log_loss
 from data.tables import load_videos
 from extract.cache import FeatureFile
 
-from .calibration import Calibrator, choose
-from .crossfit import cross_fit
 from .saved import write_ensemble
+from .selection import (
+    MIN_NESTED_FOLDS,
+    Candidate,
+    choose,
+    fit_candidates,
+    nested,
+    one_blas_thread,
+)
 from .settings import EnsembleSettings, load_settings
-from .stackers import LightGBMStack, LogisticStack, WeightedBlend
+from .stackers import (
+    Alias,
+    Column,
+    EnsembleSelection,
+    LightGBMStack,
+    LogisticStack,
+    RankMean,
+    SplineStack,
+    WeightedBlend,
+)
 from .video_features import (
     backbone_videos,
     fill_rules,
@@ -46,6 +62,8 @@ from .video_features import (
 LOCAL = ExecutorSpec()
 META = ["video", "split", "label", "fold", "family", "n_frames"]
 SCORE_FEATURES = ("std", "temporal_mean", "temporal_max")   # with the rule outputs: the "scores" feature set
+PLAIN_MEAN = "blend/mean"        # the mean of each backbone's mean rule: nothing learned
+CHOSEN = "stack/chosen"          # the chosen method; on the blend split, the nested OOF predictions of the choice
 MANIPULATION = "method"          # optional metadata column (e.g. DFDC-like fake methods), passed on as "manipulation"
 
 
@@ -114,6 +132,10 @@ def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleS
         raise DataError(f"{interim}/videos.parquet: the blend split needs at least 3 family-grouped folds "
                         "(LightGBM early-stops on one fold while another is held out); raise [splits] folds "
                         "or the blend share")
+    if settings.nested and len(np.unique(folds[blend])) < MIN_NESTED_FOLDS:
+        raise DataError(f"{interim}/videos.parquet: the blend split has {len(np.unique(folds[blend]))} "
+                        f"family-grouped folds; the nested choice ([ensemble] nested) needs {MIN_NESTED_FOLDS}: "
+                        "raise [splits] folds or set nested = false")
     backbones, parts, pcas = list(files), [], {}
     with executor.open() as ex:
         for backbone, path in files.items():
@@ -129,53 +151,30 @@ def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleS
     return BlendData(X, rule_cols, np.nan_to_num(y_all).astype(int), folds, blend, prior, seen), pcas
 
 
-def combiners(settings: EnsembleSettings, data: BlendData) -> dict:
-    """{method: (factory, its input table, early stopping?)} of the learned combiners."""
-    lgb, rule_cols, P = settings.lightgbm, data.rule_cols, data.P
+def candidates(settings: EnsembleSettings, data: BlendData) -> dict[str, Candidate]:
+    """{method: candidate} of the combiners fitted on the blend split, in order (an average after its members).
+    The plain mean and the rank mean are references: calibrated and scored, never chosen."""
+    lgb, rule_cols = settings.lightgbm, data.rule_cols
     lgb_columns = list(data.X.columns) if lgb.features == "all" else \
         [c for c in data.X.columns if c in rule_cols or c.split("/", 1)[1] in SCORE_FEATURES]
     stack_args = dict(base_columns=None if lgb.boost_from == "none" else rule_cols, base=lgb.boost_from,
                       base_c=settings.logistic_c, monotone_columns=rule_cols if lgb.monotone else None)
+    grid = settings.logistic_cs
+    linear = dict(C=grid[0], Cs=grid if len(grid) > 1 else None, cv_folds=settings.tune_folds, seed=settings.seed)
+    car = settings.caruana
     return {
-        "blend/weighted": (lambda: WeightedBlend(rule_cols), P, False),
-        "stack/logistic": (lambda: LogisticStack(rule_cols, settings.logistic_c), P, False),
-        "stack/lightgbm": (lambda: LightGBMStack(lgb_columns, dict(lgb.params), settings.seed, **stack_args),
-                           data.X, True),
+        "blend/mean": Candidate(lambda: Column(PLAIN_MEAN), reference=True),
+        "blend/rank_mean": Candidate(lambda: RankMean(rule_cols), reference=True),
+        "blend/weighted": Candidate(lambda: WeightedBlend(rule_cols)),
+        "blend/caruana": Candidate(lambda: EnsembleSelection(rule_cols, car.iterations, car.bags, car.bag_fraction,
+                                                             settings.seed)),
+        "stack/logistic": Candidate(lambda: LogisticStack(rule_cols, **linear)),
+        "stack/spline": Candidate(lambda: SplineStack(rule_cols, **linear, n_knots=settings.spline_knots,
+                                                      degree=settings.spline_degree)),
+        "stack/lightgbm": Candidate(lambda: LightGBMStack(lgb_columns, dict(lgb.params), settings.seed,
+                                                          **stack_args), early_stopping=True),
+        "stack/average": Candidate(members=("stack/lightgbm", "stack/logistic")),
     }
-
-
-def fit_predict(make, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, blend: np.ndarray, early_stopping: bool):
-    """OOF predictions on blend rows (n_blend,), refit predictions on all rows (n,), and the refit model.
-    An early-stopped booster is refit for the median of its folds' best round counts."""
-    Xb, yb, fb = X[blend], y[blend], folds[blend]
-    cv = cross_fit(make, Xb, yb, fb, early_stopping)
-    final = make()
-    if early_stopping:
-        final.set_params(n_rounds=cv.median_best_iteration())
-    final.fit(Xb, yb)
-    return cv.oof, final.predict_proba(X)[:, 1], final
-
-
-class Calibration:
-    """Chooses each method's calibrator on the blend split's OOF predictions and fills the output columns."""
-
-    def __init__(self, data: BlendData, clip_eps: tuple[float, ...], out: pd.DataFrame):
-        self.data, self.clip_eps, self.out = data, list(clip_eps), out
-        self.report = {"prior": data.prior, "methods": {}}
-        self.frameless = ~data.seen[data.blend]     # blend videos without a face: scored at the prior, as written
-
-    def __call__(self, name: str, oof: np.ndarray, full: np.ndarray) -> Calibrator:
-        d, y = self.data, self.data.y[self.data.blend]
-        oof = np.where(self.frameless, d.prior, oof)
-        calibrator, cal_scores, oof_cal = choose(oof, y, d.folds[d.blend], self.clip_eps)
-        oof_cal[self.frameless] = d.prior
-        pred = calibrator.transform(full)
-        pred[d.blend] = oof_cal
-        pred[~d.seen] = d.prior
-        self.out[name] = pred
-        self.report["methods"][name] = {"oof_log_loss_raw": log_loss(y, oof), "calibrators": cal_scores,
-                                        "calibrator": calibrator.name, "oof_log_loss": log_loss(y, oof_cal)}
-        return calibrator
 
 
 def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str]) -> pd.DataFrame:
@@ -186,8 +185,45 @@ def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str
     P = data.P                        # a copy of the rule columns: take it once
     for col in data.rule_cols:
         out[col] = P[col].to_numpy()
-    out["blend/mean"] = plain_mean(P, backbones)
+    out[PLAIN_MEAN] = plain_mean(P, backbones)
     return out
+
+
+def fit_methods(settings: EnsembleSettings, data: BlendData, out: pd.DataFrame, family: np.ndarray
+                ) -> tuple[dict, dict]:
+    """Fit every candidate on the blend split and add its column to ``out`` (blend rows: calibrated OOF
+    predictions; other rows: the refit model, calibrated; videos without a face: the prior). Choose the method,
+    and with ``nested`` add ``stack/chosen``: the nested OOF predictions of the whole choice on blend rows, the
+    chosen method's elsewhere. Returns the report and {method: (combiner or None, calibrator)} to save."""
+    b = data.blend
+    X = data.X.assign(**{PLAIN_MEAN: out[PLAIN_MEAN].to_numpy()})
+    Xb, yb, fb, gb, frameless = X[b], data.y[b], data.folds[b], family[b], ~data.seen[b]
+    cands = candidates(settings, data)
+    eps = list(settings.clip_eps)
+    fitted = fit_candidates(cands, Xb, yb, fb, gb, eps, frameless, data.prior)
+    report, saved = {"prior": data.prior, "methods": {}}, {}
+    for name, f in fitted.items():
+        pred = f.predict(X)
+        pred[b] = f.oof_calibrated
+        pred[~data.seen] = data.prior
+        out[name] = pred
+        report["methods"][name] = {"reference": cands[name].reference, "oof_log_loss_raw": log_loss(yb, f.oof),
+                                   "calibrators": f.calibrators, "calibrator": f.calibrator.name,
+                                   "oof_log_loss": f.loss}
+        saved[name] = (None if isinstance(f.model, Column) else f.model, f.calibrator)
+    best = choose(fitted, cands)
+    report["best_method"] = best
+    report["chosen"] = {"method": best, "oof_log_loss": fitted[best].loss}
+    if settings.nested:
+        bar = tqdm(total=len(np.unique(fb)), desc="ensemble: nested choice", unit="fold", leave=False)
+        oof, per_fold = nested(cands, Xb, yb, fb, gb, eps, frameless, data.prior, lambda *_: bar.update())
+        bar.close()
+        out[CHOSEN] = out[best]
+        out.loc[b, CHOSEN] = oof
+        report["chosen"].update(nested_oof_log_loss=log_loss(yb, oof), chosen_per_fold=per_fold)
+        report["best_method"] = CHOSEN
+        saved[CHOSEN] = (Alias(best), fitted[best].calibrator)
+    return report, saved
 
 
 def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, models_dir: Path,
@@ -204,17 +240,8 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     videos, files = load_inputs(interim, features_dir, backbones)
     data, pcas = blend_data(videos, files, settings, interim, executor)
     out = predictions_table(videos, data, backbones)
-    calibrate = Calibration(data, settings.clip_eps, out)
-
-    saved = {}
-    for name, (make, X, early_stopping) in combiners(settings, data).items():
-        oof, full, model = fit_predict(make, X, data.y, data.folds, data.blend, early_stopping)
-        saved[name] = (model, calibrate(name, oof, full))
-    # the plain mean is not learned; its calibrator is still chosen on the blend split
-    mean = out["blend/mean"].to_numpy()
-    saved["blend/mean"] = (None, calibrate("blend/mean", mean[data.blend], mean))
-    report = calibrate.report
-    report["best_method"] = min(report["methods"], key=lambda m: report["methods"][m]["oof_log_loss"])
+    with one_blas_thread():
+        report, saved = fit_methods(settings, data, out, videos["family"].to_numpy())
 
     with locked(out_dir.with_name(f"{out_dir.name}.fit")):    # overlapping fits never mix models and predictions
         write_ensemble(models_dir, saved, {"rules": [r.label for r in settings.rules], "backbones": backbones,

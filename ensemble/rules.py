@@ -8,8 +8,8 @@ A rule is named ``name`` or ``name:param`` in the config, e.g. ``trimmed_mean:0.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Grouped:
     key: np.ndarray             # (n,) sorted (video + score / 2): the sort key, for threshold look-ups
 
     @classmethod
-    def build(cls, groups: np.ndarray, scores: np.ndarray, n_videos: int) -> "Grouped":
+    def build(cls, groups: np.ndarray, scores: np.ndarray, n_videos: int) -> Grouped:
         groups = np.asarray(groups, np.int64)
         scores = np.asarray(scores, np.float64)
         if len(scores) and not (scores.min() >= 0 and scores.max() <= 1):
@@ -178,7 +178,7 @@ class Rule:
         return self.name if self.param is None else f"{self.name}:{self.param:g}"
 
     @classmethod
-    def parse(cls, text: str, where: str = "rules") -> "Rule":
+    def parse(cls, text: str, where: str = "rules") -> Rule:
         name, _, param = text.partition(":")
         if name not in RULES:
             raise DataError(f"{where}: unknown rule {text!r}; known: {', '.join(RULES)}")

@@ -19,8 +19,14 @@ from common.errors import DataError
 
 from .calibration import Calibrator
 from .rules import Rule
-from .stackers import LightGBMStack, LogisticStack, WeightedBlend
-from .video_features import fill_rules, has_frames, plain_mean, rule_columns, video_table
+from .stackers import KINDS, Average, LightGBMStack, LogisticStack, WeightedBlend
+from .video_features import (
+    fill_rules,
+    has_frames,
+    plain_mean,
+    rule_columns,
+    video_table,
+)
 
 META_FILE = "ensemble.json"
 
@@ -48,20 +54,37 @@ def write_ensemble(folder: Path, saved: dict, meta: dict) -> None:
         write_json(tmp / META_FILE, meta)
 
 
-def load_stacker(path: Path):
+def load_stacker(path: Path, _seen: tuple[str, ...] = ()):
     """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution.
-    The plain mean (``blend_mean``) has only a calibrator: the model is None."""
+    The plain mean (``blend_mean``) has only a calibrator: the model is None. An average loads its members, and
+    an alias (the chosen method) the method it names, from the same folder."""
     json_file, text_file = path.with_suffix(".json"), path.with_suffix(".txt")
     try:
         obj = read_strict_json(json_file)
         calibrator = Calibrator.from_json(obj["calibrator"])
+        kind = obj.get("kind")
+        if kind in ("alias", "average"):
+            names = [obj["method"]] if kind == "alias" else list(obj["members"])
+            for name in names:
+                if not isinstance(name, str) or name in _seen or "/" not in name or name.count("/") > 1:
+                    raise ValueError(f"{kind} of {name!r}: not another saved method")
+            loaded = [load_stacker(path.with_name(n.replace("/", "_")), (*_seen, path.stem)) for n in names]
+            if kind == "alias":
+                return loaded[0]
+            if obj["space"] not in ("probability", "logit"):
+                raise ValueError(f"average space {obj['space']!r}")
+            return Average([m for m, _ in loaded], obj["space"], names), calibrator
         if text_file.exists():
             return LightGBMStack.from_text(_lightgbm_text(text_file, obj), obj), calibrator
-        if "weights" in obj:
+        if kind in KINDS:
+            return KINDS[kind].from_json(obj), calibrator
+        if "weights" in obj:                 # saved before combiners named their kind
             return WeightedBlend.from_json(obj), calibrator
         if "coef" in obj:
             return LogisticStack.from_json(obj), calibrator
         return None, calibrator
+    except DataError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as e:   # JSONDecodeError included
         raise DataError(f"{json_file}: not a saved combiner ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
                         ) from None

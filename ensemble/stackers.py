@@ -57,6 +57,18 @@ def inner_folds(groups: np.ndarray | None, y: np.ndarray, k: int, seed: int) -> 
     return grouped_assign(groups, np.asarray(y), np.full(k, 1 / k), np.random.default_rng(seed))
 
 
+def _blend_loss(z: np.ndarray, P: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Log-loss of the convex blend ``P @ softmax(z)`` (probabilities clipped to [1e-6, 1 - 1e-6]) and its
+    gradient in ``z``."""
+    w = softmax(z)
+    raw = P @ w
+    p = np.clip(raw, 1e-6, 1 - 1e-6)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))
+    dp = np.where(p == raw, -(y / p - (1 - y) / (1 - p)) / len(y), 0.0)
+    g = P.T @ dp                                      # d loss / d w
+    return float(loss), w * (g - w @ g)              # through the softmax
+
+
 @saved_kind
 class WeightedBlend(Combiner):
     """A convex blend of probability columns, weights fitted to minimise log-loss (softmax parameterised).
@@ -67,10 +79,10 @@ class WeightedBlend(Combiner):
     def __init__(self, columns: list[str]):
         self.columns = columns
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "WeightedBlend":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> WeightedBlend:
         P = X[list(self.columns)].to_numpy(np.float64)
-        result = minimize(lambda z: log_loss(y, P @ softmax(z), eps=1e-6), np.zeros(len(self.columns)),
-                          method="L-BFGS-B")
+        result = minimize(_blend_loss, np.zeros(len(self.columns)), args=(P, np.asarray(y, np.float64)),
+                          jac=True, method="L-BFGS-B")
         self.weights_ = softmax(result.x)
         self._fitted(y)
         return self
@@ -82,11 +94,16 @@ class WeightedBlend(Combiner):
         return {"kind": self.kind, "columns": list(self.columns), "weights": self.weights_.tolist()}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "WeightedBlend":
+    def from_json(cls, obj: dict) -> WeightedBlend:
         model = cls(obj["columns"])
         model.weights_ = np.asarray(obj["weights"], np.float64)
         model._fitted(None)
         return model
+
+
+def _neg_log_loss(model, X: np.ndarray, y: np.ndarray) -> float:
+    """A scorer for LogisticRegressionCV, without scikit-learn's scorer machinery (costly per call)."""
+    return -log_loss(y, model.predict_proba(X)[:, 1])
 
 
 class LinearStack(Combiner):
@@ -106,7 +123,7 @@ class LinearStack(Combiner):
     def _z(self, X: pd.DataFrame) -> np.ndarray:
         return (self._features(X) - self.mean_) / self.scale_
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "LinearStack":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> LinearStack:
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         self._prepare(X)
@@ -118,9 +135,9 @@ class LinearStack(Combiner):
             # one regularisation path per fold, warm-started from C to C (scikit-learn's LogisticRegressionCV)
             folds = inner_folds(groups, y, self.cv_folds, self.seed)
             splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
-            with warnings.catch_warnings():     # scikit-learn 1.8 announces changes of defaults and attributes
+            with warnings.catch_warnings():     # scikit-learn 1.9 announces changes of defaults and attributes
                 warnings.simplefilter("ignore", FutureWarning)
-                lr = LogisticRegressionCV(Cs=sorted(self.Cs), cv=splits, scoring="neg_log_loss", max_iter=1000,
+                lr = LogisticRegressionCV(Cs=sorted(self.Cs), cv=splits, scoring=_neg_log_loss, max_iter=1000,
                                           solver=SOLVER).fit(Z, y)
             self.C_ = float(lr.C_[0])
             self.cv_scores_ = dict(zip(map(float, lr.Cs_), (-lr.scores_[1].mean(0)).tolist()))
@@ -142,7 +159,7 @@ class LinearStack(Combiner):
         """Read what ``_prepare`` learned back from ``obj``."""
 
     @classmethod
-    def from_json(cls, obj: dict) -> "LinearStack":
+    def from_json(cls, obj: dict) -> LinearStack:
         model = cls(obj["columns"], obj["C"])
         model.C_ = model.C
         model.mean_, model.scale_, model.coef_ = (np.asarray(obj[k], np.float64) for k in ("mean", "scale", "coef"))
@@ -247,7 +264,7 @@ class EnsembleSelection(Combiner):
     def _library(self, X: pd.DataFrame) -> np.ndarray:
         return Platt.apply(X[list(self.columns)].to_numpy(np.float64), self.a_, self.b_)
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "EnsembleSelection":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> EnsembleSelection:
         self.a_, self.b_ = Platt.fit(X[list(self.columns)].to_numpy(np.float64), y)
         P = self._library(X)
         rng = np.random.default_rng(self.seed)
@@ -269,7 +286,7 @@ class EnsembleSelection(Combiner):
                 "weights": self.weights_.tolist()}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "EnsembleSelection":
+    def from_json(cls, obj: dict) -> EnsembleSelection:
         model = cls(obj["columns"])
         model.a_, model.b_, model.weights_ = (np.asarray(obj[k], np.float64) for k in ("a", "b", "weights"))
         if not (len(model.a_) == len(model.b_) == len(model.weights_) == len(model.columns)):
@@ -279,11 +296,14 @@ class EnsembleSelection(Combiner):
 
 
 def _greedy_selection(P: np.ndarray, y: np.ndarray, iterations: int, members: np.ndarray, n: int) -> np.ndarray:
-    """Selection counts (n,) of one greedy run over the library columns ``P`` (rows, len(members))."""
+    """Selection counts (n,) / iterations of one greedy run over the library columns ``P`` (rows, len(members)):
+    each step adds the column whose inclusion gives the lowest log-loss, every column scored at once."""
     counts = np.zeros(n)
     total = np.zeros(len(y))
+    pos, neg = y == 1, y == 0
     for step in range(iterations):
-        losses = [log_loss(y, (total + P[:, j]) / (step + 1), eps=1e-6) for j in range(P.shape[1])]
+        trial = np.clip((total[:, None] + P) / (step + 1), 1e-6, 1 - 1e-6)
+        losses = -(np.log(trial[pos]).sum(0) + np.log1p(-trial[neg]).sum(0)) / len(y)
         j = int(np.argmin(losses))                   # ties: the first column
         total += P[:, j]
         counts[members[j]] += 1
@@ -301,7 +321,7 @@ class RankMean(Combiner):
     def __init__(self, columns: list[str], quantiles: int = 1001):
         self.columns, self.quantiles = columns, quantiles
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> "RankMean":
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> RankMean:
         P = X[list(self.columns)].to_numpy(np.float64)
         self.reference_ = np.quantile(P, np.linspace(0, 1, min(self.quantiles, len(P))), axis=0)
         self._fitted(y)
@@ -317,7 +337,7 @@ class RankMean(Combiner):
         return {"kind": self.kind, "columns": list(self.columns), "reference": self.reference_.tolist()}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "RankMean":
+    def from_json(cls, obj: dict) -> RankMean:
         model = cls(obj["columns"])
         model.reference_ = np.asarray(obj["reference"], np.float64)
         if model.reference_.ndim != 2 or model.reference_.shape[1] != len(model.columns):
@@ -328,19 +348,51 @@ class RankMean(Combiner):
 
 class Average(Combiner):
     """The average of fitted combiners' P(FAKE), in probability or logit (``space``) space; e.g. the LightGBM
-    and logistic stacks. ``members``: fitted combiners (not refitted here)."""
+    and logistic stacks. ``members``: fitted combiners (not refitted here); ``names``: their method names,
+    which is how a saved average refers to them."""
 
     kind = "average"
 
-    def __init__(self, members: list, space: str = "probability"):
-        self.members, self.space = members, space
+    def __init__(self, members: list, space: str = "probability", names: list[str] | None = None):
+        self.members, self.space, self.names = members, space, names
 
-    def fit(self, X, y, groups=None) -> "Average":
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "members": list(self.names), "space": self.space}
+
+    def fit(self, X, y, groups=None) -> Average:
         self._fitted(y)
         return self
 
     def _p_fake(self, X: pd.DataFrame) -> np.ndarray:
         return average([m.predict_proba(X)[:, 1] for m in self.members], self.space)
+
+
+class Column(Combiner):
+    """One column as it is (e.g. the plain mean): nothing to learn."""
+
+    kind = "column"
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def fit(self, X, y, groups=None) -> Column:
+        self._fitted(y)
+        return self
+
+    def _p_fake(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.column].to_numpy(np.float64)
+
+
+class Alias:
+    """Another saved method under a second name (the chosen method). Saved as ``{"kind": "alias", "method"}``."""
+
+    kind = "alias"
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "method": self.method}
 
 
 def average(predictions: list[np.ndarray], space: str) -> np.ndarray:
@@ -383,7 +435,7 @@ class LightGBMStack(Combiner):
         return None if self.base_ is None else logit(self.base_.predict_proba(X)[:, 1])
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray] | None = None,
-            groups: np.ndarray | None = None) -> "LightGBMStack":
+            groups: np.ndarray | None = None) -> LightGBMStack:
         self.base_ = None
         if self.base_columns:
             self.base_ = (LogisticStack(self.base_columns, self.base_c) if self.base == "logistic"
@@ -416,7 +468,7 @@ class LightGBMStack(Combiner):
                 "base": None if self.base_ is None else self.base_.to_json()}
 
     @classmethod
-    def from_text(cls, text: str, obj: dict) -> "LightGBMStack":
+    def from_text(cls, text: str, obj: dict) -> LightGBMStack:
         model = cls(obj["columns"], {})
         model.booster_ = lgb.Booster(model_str=text)
         model.best_iteration_ = obj.get("best_iteration")

@@ -9,8 +9,9 @@ import pytest
 
 from common.config import load_config
 from common.metrics import log_loss
-from ensemble.fit import fit_predict, run_fit
+from ensemble.fit import run_fit
 from ensemble.saved import load_stacker
+from ensemble.selection import Candidate, fit_candidates
 from ensemble.stackers import LightGBMStack, LogisticStack, WeightedBlend
 from extract.cache import feature_table as _table
 
@@ -71,12 +72,21 @@ def test_predictions_table_has_every_method_and_the_prior_for_frameless_videos(f
         assert out[col].between(0, 1).all(), col
     frameless = out["video"].isin(videos.loc[videos["n_frames"] == 0, "video"])
     assert (out.loc[frameless, "stack/lightgbm"] == report["prior"]).all()
-    assert json.loads((root / "pred/fit.json").read_text())["best_method"] in report["methods"]
+    assert json.loads((root / "pred/fit.json").read_text())["best_method"] == "stack/chosen"
+    chosen = report["chosen"]["method"]
+    assert not report["methods"][chosen]["reference"] and len(report["chosen"]["chosen_per_fold"]) == 5
+    learned = [r["oof_log_loss"] for r in report["methods"].values() if not r["reference"]]
+    assert report["methods"][chosen]["oof_log_loss"] == min(learned)
     # fit.json scores exactly the blend rows written (frameless ones at the prior), so the choice matches the table
     blend = out[out["split"] == "blend"]
     assert (frameless & (out["split"] == "blend")).any()
     for method, r in report["methods"].items():
         assert r["oof_log_loss"] == pytest.approx(log_loss(blend["label"].to_numpy(float), blend[method])), method
+    # stack/chosen: the nested OOF predictions of the whole choice on the blend split, the chosen method elsewhere
+    assert report["chosen"]["nested_oof_log_loss"] == pytest.approx(
+        log_loss(blend["label"].to_numpy(float), blend["stack/chosen"]))
+    rest = out["split"] != "blend"
+    np.testing.assert_array_equal(out.loc[rest, "stack/chosen"], out.loc[rest, chosen])
 
 
 def test_fit_refuses_configs_it_cannot_honour(tmp_path):
@@ -143,11 +153,17 @@ def test_oof_predictions_of_a_fold_ignore_that_folds_labels(fitted):
     y = out["label"].fillna(0).astype(int).to_numpy()
     folds = out["fold"].to_numpy()
     blend = (out["split"] == "blend").to_numpy()
-    oof, _, _ = fit_predict(lambda: LogisticStack(cols, 0.1), X, y, folds, blend, False)
+    groups = out["family"].to_numpy()[blend]
+    stack = {"logistic": Candidate(lambda: LogisticStack(cols, 0.1, Cs=(0.01, 0.1, 1), cv_folds=3))}
+
+    def oof_of(labels):
+        fitted = fit_candidates(stack, X[blend], labels[blend], folds[blend], groups, [0.01])
+        return fitted["logistic"].oof
+    oof = oof_of(y)
     held = blend & (folds == 2)
     y2 = y.copy()
     y2[held] = 1 - y2[held]
-    oof2, _, _ = fit_predict(lambda: LogisticStack(cols, 0.1), X, y2, folds, blend, False)
+    oof2 = oof_of(y2)         # the C tuned inside each training part does not see the held fold either
     in_fold = folds[blend] == 2
     np.testing.assert_allclose(oof[in_fold], oof2[in_fold])
     assert not np.allclose(oof[~in_fold], oof2[~in_fold])
@@ -167,8 +183,8 @@ def test_saved_combiners_reload_from_json_and_lightgbm_text(fitted):
     assert model.base_ is not None           # the default boosts from the convex blend, saved as JSON too
     # the saved ensemble reproduces the written test-split predictions of every method from the frame features
     from ensemble.fit import load_inputs
-    from extract.cache import load_features
     from ensemble.saved import SavedEnsemble
+    from extract.cache import load_features
 
     videos, files = load_inputs(root / "interim", root / "features", BACKBONES)
     frames = {b: load_features(path) for b, path in files.items()}

@@ -11,7 +11,14 @@ from data.splits import grouped_assign
 from ensemble.blend import methods
 from ensemble.selection import Candidate, choose, fit_candidates, nested
 from ensemble.settings import load_settings
-from ensemble.stackers import KINDS, EnsembleSelection, LogisticStack, RankMean, SplineStack, WeightedBlend
+from ensemble.stackers import (
+    KINDS,
+    EnsembleSelection,
+    LogisticStack,
+    RankMean,
+    SplineStack,
+    WeightedBlend,
+)
 
 SETTINGS = load_settings(load_config(None))
 EPS = list(SETTINGS.clip_eps)
