@@ -30,10 +30,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec = executor_spec(args)
     out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
                           Path(args.out) / name, Path(args.models) / name / "ensemble", args.backbone, spec)
+    chosen = report["chosen"]
     print(f"{'method':<22}{'blend OOF log-loss':>20}  calibrator")
     for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["oof_log_loss"]):
-        print(f"{method:<22}{r['oof_log_loss']:>20.4f}  {r['calibrator']}")
-    print(f"best on the blend split's OOF: {report['best_method']}; wrote {Path(args.out) / name}/videos.parquet")
+        mark = "  <- chosen" if method == chosen["method"] else "  (reference)" if r["reference"] else ""
+        print(f"{method:<22}{r['oof_log_loss']:>20.4f}  {r['calibrator']}{mark}")
+    print(f"chosen on the blend split's OOF: {chosen['method']}")
+    if "nested_oof_log_loss" in chosen:
+        print(f"nested OOF log-loss of the whole choice: {chosen['nested_oof_log_loss']:.4f} (the blend-split figure "
+              f"to expect; chosen per fold: {', '.join(chosen['chosen_per_fold'])}); column {report['best_method']}")
+    print(f"wrote {Path(args.out) / name}/videos.parquet")
     return 0
 
 

@@ -157,6 +157,18 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
         sections += _part_section(key, part, board, paired[key], figs, fit.get("prior"))
 
     chosen = fit.get("best_method")
+    nested = fit.get("chosen")
+    if isinstance(nested, dict) and isinstance(nested.get("method"), str) and all(
+            isinstance(nested.get(k), (int, float)) for k in ("nested_oof_log_loss", "oof_log_loss")):
+        chosen_text = (f" The method chosen that way is **`{nested['method']}`**, submitted as `{chosen}`. On the blend "
+                       f"split, `{chosen}` holds the *nested* OOF predictions of the whole choice (every combiner "
+                       "fitted, chosen and calibrated on the other folds only): log-loss "
+                       f"{nested['nested_oof_log_loss']:.4f}, against {nested['oof_log_loss']:.4f} for "
+                       f"`{nested['method']}`'s own OOF figure. The other blend-split rows are each method's own "
+                       "OOF figures: honest for one method, but their minimum is optimistic (it was chosen on them). "
+                       "`blend/mean` and `blend/rank_mean` are references, never chosen.")
+    else:
+        chosen_text = f" The method chosen that way is **`{chosen}`**." if chosen else ""
     lines = [f"# Deepfake detection report: `{name}`", "",
              "Every number is a per-video P(FAKE) scored like the Kaggle Deepfake Detection Challenge: log-loss with "
              f"the natural log, y = 1 for FAKE, predictions clipped to [{KAGGLE_EPS:g}, 1 − {KAGGLE_EPS:g}]. "
@@ -165,8 +177,7 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
              "Methods are named `<backbone>/<rule>` (one CNN's frame scores aggregated by one rule), `blend/<name>` "
              "and `stack/<name>` (learned on the blend split). Learned combiners, calibrators and the submitted "
              "method are chosen on the blend split's out-of-fold (OOF) predictions only; the test split is never "
-             "used to choose anything."
-             + (f" The method chosen that way is **`{chosen}`**." if chosen else ""),
+             "used to choose anything." + chosen_text,
              "",
              f"95 % intervals: {n_boot} bootstrap resamples of whole families (a REAL original and all its fakes), "
              "so related videos move together. Balanced log-loss is the mean of the FAKE and REAL halves. EER: equal "
