@@ -3,6 +3,7 @@
 #   make data DATA=path NAME=name    your own face crops (folder, part zips or metadata.json)
 #   make test                        set up .venv and run the tests
 #   EXECUTOR=dask SCHEDULER=tcp://host:8786 (or local:N) runs faces, features and ensemble chunks on Dask
+#   make report SEEDS=3              also trains and fits with 2 more seeds (same data), for the seed spread
 
 NAME     ?= synthetic
 CONFIG   ?= configs/default.toml
@@ -10,6 +11,7 @@ EMBEDDED := data/raw/synthetic
 DATA     ?= $(EMBEDDED)
 EXECUTOR ?= local
 SCHEDULER ?=
+SEEDS    ?= 1
 RUN_ON   := --executor $(EXECUTOR) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 VENV     := .venv
@@ -19,6 +21,9 @@ INTERIM  := data/interim/$(NAME)
 FEATURES := data/features/$(NAME)
 PREDICT  := data/predictions/$(NAME)
 REPORTS  := reports/$(NAME)
+# seed offsets 1 .. SEEDS-1 of the learned stages: backbones, features and ensemble under data/seeds/K, models/seeds/K
+SEED_RUNS := $(if $(filter-out 0 1,$(SEEDS)),$(shell seq 1 $$(($(SEEDS) - 1))))
+SEED_PREDICT := $(foreach k,$(SEED_RUNS),data/seeds/$(k)/predictions/$(NAME)/videos.parquet)
 
 # The embedded dataset is generated; any other DATA is rebuilt when its paths change.
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
@@ -71,7 +76,18 @@ ensemble: $(PREDICT)/videos.parquet
 $(REPORTS)/metrics.json: $(PREDICT)/videos.parquet
 	$(PYTHON) -m evaluate report --name $(NAME) --config $(CONFIG)
 
-report: $(REPORTS)/metrics.json
+report: $(REPORTS)/metrics.json $(if $(SEED_RUNS),$(REPORTS)/seeds.json)
+
+data/seeds/%/predictions/$(NAME)/videos.parquet: $(INTERIM)/videos.parquet
+	$(PYTHON) -m extract train --name $(NAME) --config $(CONFIG) --seed-offset $* --models models/seeds/$*
+	$(PYTHON) -m extract features --name $(NAME) --config $(CONFIG) --models models/seeds/$* \
+		--out data/seeds/$*/features $(RUN_ON)
+	$(PYTHON) -m ensemble fit --name $(NAME) --config $(CONFIG) --seed-offset $* --models models/seeds/$* \
+		--features data/seeds/$*/features --out data/seeds/$*/predictions $(RUN_ON)
+
+$(REPORTS)/seeds.json: $(PREDICT)/videos.parquet $(SEED_PREDICT)
+	$(PYTHON) -m evaluate seeds --name $(NAME) --config $(CONFIG) \
+		--runs data/predictions $(foreach k,$(SEED_RUNS),data/seeds/$(k)/predictions)
 
 $(REPORTS)/submission.csv: $(PREDICT)/videos.parquet
 	$(PYTHON) -m evaluate submission --name $(NAME) --config $(CONFIG)
@@ -98,5 +114,5 @@ bench-scale: | $(SETUP)
 	$(PYTHON) -m ensemble bench --scale --videos $(SCALE_VIDEOS) --config $(CONFIG)
 
 clean:
-	rm -rf data/raw data/interim data/features data/predictions models
+	rm -rf data/raw data/interim data/features data/predictions data/seeds models
 	find reports -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -31,6 +31,12 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
                         help="config file overlaid on configs/default.toml (default: configs/default.toml)")
 
 
+def add_seed_offset_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
+                        help="add K to the config's seed for this learned stage only: another seed of the same data "
+                             "and splits (make report SEEDS=N runs K = 1 .. N-1)")
+
+
 def add_name_flag(parser: argparse.ArgumentParser, help: str = "dataset name") -> None:
     parser.add_argument("--name", default="synthetic", help=f"{help} (default: synthetic)")
 

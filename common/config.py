@@ -59,6 +59,14 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     return config
 
 
+def offset_seed(config: dict, offset: int | None) -> dict:
+    """``config`` with the master seed moved by ``offset`` (modulo 2**32), for another seed of a learned stage
+    (``--seed-offset``, ``make report SEEDS=N``); the data and splits stay those already prepared."""
+    if not offset:
+        return config
+    return {**config, "seed": (seed(config) + offset) % (MAX_SEED + 1)}
+
+
 def seed(config: dict) -> int:
     """The master seed, checked: an integer in [0, 2**32 - 1] (what NumPy, TensorFlow and LightGBM accept)."""
     return Table(config, config["_source"]).integer("seed", 0, MAX_SEED)

@@ -13,10 +13,11 @@ from common.cli import (
     add_config_flag,
     add_folder_flag,
     add_name_flag,
+    add_seed_offset_flag,
     check_name,
     run,
 )
-from common.config import load_config, seed
+from common.config import load_config, offset_seed, seed
 from common.errors import DataError
 from common.executor import add_executor_flags, executor_spec
 from common.paths import output_file
@@ -25,7 +26,7 @@ from common.paths import output_file
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import run_fit
 
-    config = load_config(args.config)
+    config = offset_seed(load_config(args.config), args.seed_offset)
     name = check_name(args.name)
     spec = executor_spec(args)
     out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_flag(p, "--models", MODELS, "models folder; combiners go to MODELS/NAME/ensemble")
     add_config_flag(p)
     add_executor_flags(p)
+    add_seed_offset_flag(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
                        description="Align Kaggle submission files (filename,label) by video, score blending methods "

@@ -20,6 +20,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from .seeds import run_seeds
+    from .settings import load_settings
+
+    settings = load_settings(load_config(args.config))
+    name = check_name(args.name)
+    out = Path(args.out) / name
+    report = run_seeds([Path(r) / name for r in args.runs], out, settings.bootstrap, settings.seed)
+    print(f"{'method':<28}{'mean':>8}{'std':>8}{'min':>8}{'max':>8}   test log-loss over {len(report['runs'])} seeds")
+    for r in report["methods"]:
+        print(f"{r['method']:<28}{r['mean']:>8.4f}{r['std']:>8.4f}{r['min']:>8.4f}{r['max']:>8.4f}")
+    worse = sum(r["worse_beyond_noise"] for r in report["runs"])
+    print(f"submitted vs the best single column chosen on the blend split: worse beyond the bootstrap noise in "
+          f"{worse} of {len(report['runs'])} runs; wrote {out}/seeds.md, seeds.json")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .score import format_table, json_safe, score_files
     from .settings import load_settings
@@ -92,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_flag(p, "--out", REPORTS, "reports folder; the report goes to OUT/NAME")
     add_config_flag(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("seeds", help="the spread of the test figures over seeds of the learned stages",
+                       description="Compare predictions folders of one dataset made with other seeds of the learned "
+                                   "stages (make report SEEDS=N): each method's test log-loss over the seeds, and per "
+                                   "seed the submitted method against the best single column chosen on the blend "
+                                   "split, with a paired family bootstrap. Writes reports/NAME/seeds.md, seeds.json.")
+    add_name_flag(p)
+    p.add_argument("--runs", nargs="+", required=True, metavar="FOLDER",
+                   help="predictions folders, one per seed (each holds NAME/videos.parquet and fit.json)")
+    add_folder_flag(p, "--out", REPORTS, "reports folder; writes OUT/NAME/seeds.md")
+    add_config_flag(p)
+    p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("score", help="score Kaggle-format submission files against labels",
                        description="An offline leaderboard: each file's log-loss (with a family-grouped bootstrap "

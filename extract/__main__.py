@@ -12,10 +12,11 @@ from common.cli import (
     add_config_flag,
     add_folder_flag,
     add_name_flag,
+    add_seed_offset_flag,
     check_name,
     run,
 )
-from common.config import load_config
+from common.config import load_config, offset_seed
 from common.errors import DataError
 from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
 
@@ -23,7 +24,7 @@ from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
 def _settings(args):
     from .settings import load_settings
 
-    config = load_config(args.config)
+    config = offset_seed(load_config(args.config), getattr(args, "seed_offset", 0))
     settings = load_settings(config)
     names = [b.name for b in settings.backbones]
     for name in args.backbone or []:
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "chooses the epoch. Writes models/NAME/<backbone>.keras and a JSON card. "
                                    "Resumes after a kill.")
     _common(p)
+    add_seed_offset_flag(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("features", help="score every face crop with every trained backbone",
                        description="Run every trained backbone over every sampled crop of every split; writes "

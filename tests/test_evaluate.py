@@ -223,3 +223,35 @@ def test_submission_covers_the_unlabelled_videos_when_there_are_some(tmp_path):
     assert res.returncode == 0, res.stderr
     sub = pd.read_csv(tmp_path / "sub.csv")
     assert list(sub["filename"]) == [f"u{i}.mp4" for i in range(7)] and "unlabelled" in res.stdout
+
+
+def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_single_column(tmp_path):
+    runs = []
+    for k in range(3):
+        root = tmp_path / f"run{k}"
+        table = predictions_table(root)
+        noise = np.random.default_rng(k).normal(scale=0.3, size=len(table))
+        # another seed: the combiner falls a little differently, and one run submits a poor column
+        table["stack/good"] = 1 / (1 + np.exp(-(np.log(table["stack/good"] / (1 - table["stack/good"])) + noise)))
+        table.to_parquet(root / "data/predictions/toy/videos.parquet", index=False)
+        best = "other/max" if k == 2 else "stack/good"
+        (root / "data/predictions/toy/fit.json").write_text(json.dumps({"best_method": best, "prior": 0.75}))
+        runs.append(str(root / "data/predictions"))
+    res = run_cli("evaluate", "seeds", "--name", "toy", "--runs", *runs, "--out", str(tmp_path / "reports"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "reports/toy/seeds.json").read_text())
+    good = next(m for m in report["methods"] if m["method"] == "stack/good")
+    assert len(good["test_log_loss"]) == 3 and good["min"] <= good["mean"] <= good["max"] and good["std"] > 0
+    means = [m["mean"] for m in report["methods"]]
+    assert means == sorted(means)                                   # sorted by the mean over seeds
+    for k, run in enumerate(report["runs"]):
+        assert run["best_single"] == "cnn/mean"                   # the (backbone, rule) column best on blend
+        assert run["worse_beyond_noise"] == (k == 2), run        # a poor submitted column is flagged
+    assert "| `stack/good` |" in (tmp_path / "reports/toy/seeds.md").read_text()
+    # runs of other data are refused in one line
+    other = predictions_table(tmp_path / "other")
+    other.iloc[:5].to_parquet(tmp_path / "other/data/predictions/toy/videos.parquet", index=False)
+    res = run_cli("evaluate", "seeds", "--name", "toy", "--runs", runs[0], str(tmp_path / "other/data/predictions"),
+                  "--out", str(tmp_path / "reports2"))
+    assert res.returncode == 2 and "other videos or splits" in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "reports2/toy/seeds.json").exists()
