@@ -6,7 +6,16 @@ import json
 import sys
 from pathlib import Path
 
-from common.cli import MODELS, PREDICTIONS, REPORTS, add_config_flag, add_folder_flag, add_name_flag, check_name, run
+from common.cli import (
+    MODELS,
+    PREDICTIONS,
+    REPORTS,
+    add_config_flag,
+    add_folder_flag,
+    add_name_flag,
+    check_name,
+    run,
+)
 from common.config import load_config
 
 

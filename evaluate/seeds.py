@@ -76,17 +76,18 @@ def run_seeds(runs: list[Path], out: Path, n_boot: int, seed: int) -> dict:
 
 def _markdown(report: dict) -> str:
     runs = report["runs"]
-    lines = [f"# Seed spread: {len(runs)} seeds of the learned stages", "",
-             "Each run trains the backbones and fits the ensemble with another seed, on the same videos and "
-             "splits. Test-split log-loss per method: mean, standard deviation and range over the seeds.", "",
+    intro = ("Each run trains the backbones and fits the ensemble with another seed, on the same videos and splits. "
+             "Test-split log-loss per method: mean, standard deviation and range over the seeds.")
+    lines = [f"# Seed spread: {len(runs)} seeds of the learned stages", "", intro, "",
              "| method | mean | std | min | max |", "|---|---|---|---|---|"]
     for s in report["methods"]:
         lines.append(f"| `{s['method']}` | {s['mean']:.4f} | {s['std']:.4f} | {s['min']:.4f} | {s['max']:.4f} |")
-    lines += ["", "The submitted method against the best single `<backbone>/<rule>` column chosen on the blend split, "
-              f"on the test split; 95 % interval of the difference from {report['bootstrap']} paired family "
-              "bootstrap resamples (negative: the submitted method is better).", "",
-              "| run | submitted | test log-loss | best single (blend) | test log-loss | difference [95 % CI] | "
-              "worse beyond noise |", "|---|---|---|---|---|---|---|"]
+    gap = ("The submitted method against the best single `<backbone>/<rule>` column chosen on the blend split, on "
+           f"the test split; 95 % interval of the difference from {report['bootstrap']} paired family bootstrap "
+           "resamples (negative: the submitted method is better).")
+    header = ("| run | submitted | test log-loss | best single (blend) | test log-loss | difference [95 % CI] | "
+              "worse beyond noise |")
+    lines += ["", gap, "", header, "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(runs):
         lo, hi = r["difference_ci"]
         sub = f"`{r['submitted']}`" + (f" (`{r['chosen_method']}`)" if r["chosen_method"] else "")
