@@ -66,7 +66,8 @@ def load_stacker(path: Path, _seen: tuple[str, ...] = ()):
         if kind in ("alias", "average"):
             names = [obj["method"]] if kind == "alias" else list(obj["members"])
             for name in names:
-                if not isinstance(name, str) or name in _seen or "/" not in name or name.count("/") > 1:
+                if not isinstance(name, str) or name.count("/") != 1 or \
+                        name.replace("/", "_") in (*_seen, path.stem):
                     raise ValueError(f"{kind} of {name!r}: not another saved method")
             loaded = [load_stacker(path.with_name(n.replace("/", "_")), (*_seen, path.stem)) for n in names]
             if kind == "alias":

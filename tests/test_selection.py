@@ -91,3 +91,22 @@ def test_references_are_scored_but_never_chosen():
     assert choose(fitted, candidates) == "junk"
     with pytest.raises(ValueError, match="every method is a reference"):
         choose({"sharp": fitted["sharp"]}, {"sharp": candidates["sharp"]})
+
+
+@pytest.mark.parametrize("obj, words", [
+    ({"kind": "alias", "method": "stack/chosen"}, "alias of 'stack/chosen': not another saved method"),
+    ({"kind": "alias", "method": "../../etc/passwd"}, "not another saved method"),
+    ({"kind": "average", "members": ["stack/missing"], "space": "probability"}, "stack_missing.json"),
+    ({"kind": "average", "members": ["stack/chosen"], "space": "probability"}, "not another saved method"),
+])
+def test_saved_aliases_and_averages_refuse_loops_and_paths(tmp_path, obj, words):
+    from common.errors import DataError
+    from ensemble.saved import load_stacker
+
+    calibrator = {"kind": "clip", "params": {"eps": 0.01}}
+    (tmp_path / "stack_other.json").write_text(json.dumps({"kind": "alias", "method": "stack/chosen",
+                                                            "calibrator": calibrator}))
+    (tmp_path / "stack_chosen.json").write_text(json.dumps({**obj, "calibrator": calibrator}))
+    with pytest.raises(DataError, match="not a saved combiner") as e:
+        load_stacker(tmp_path / "stack_chosen")
+    assert words in str(e.value)
