@@ -40,13 +40,15 @@ from common.errors import DataError
 from common.executor import MAX_LOCAL_WORKERS, ExecutorSpec
 from extract.cache import META_KEY
 
+from .settings import MIN_NESTED_FOLDS
+
 DFDC_VIDEOS, DFDC_ORIGINALS = 119_154, 19_154     # the DFDC training set: 100,000 FAKEs of 19,154 REAL originals
 FRAMES = 32                     # crops per face and video, evenly spaced over the clip
 CLIP_FRAMES = 300               # a 10 s clip at 30 fps
 DTYPES = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
 ROW_GROUP_ROWS = 4096           # most rows per row group of the feature files, whole videos (10 MiB at float16)
 MAX_VIDEOS, MAX_DIM = 10_000_000, 16_384
-MIN_BLEND_FOLDS = 3             # what ensemble fit needs of the blend split
+MIN_BLEND_FOLDS = MIN_NESTED_FOLDS   # what ensemble fit's nested choice needs of the blend split
 NAME = "scale"                  # the dataset name inside the work folder
 NAME_LETTERS = 10               # DFDC-like video names: 10 lowercase letters + .mp4
 DISK_MARGIN = 2**30             # free bytes left over after the cache
@@ -435,11 +437,14 @@ def fit_command(root: Path, spec: ScaleSpec, executor: ExecutorSpec, config: Pat
 
 
 def best_method(root: Path) -> dict:
-    """The fit's best method and its OOF log-loss, from its fit.json (empty when missing)."""
+    """The fit's chosen method, its OOF log-loss and the nested figure of the choice, from its fit.json (empty
+    when missing)."""
     try:
         report = json.loads((root / "predictions" / NAME / "fit.json").read_text())
-        best = report["best_method"]
-        return {"best_method": best, "best_oof_log_loss": round(report["methods"][best]["oof_log_loss"], 4)}
+        chosen = report["chosen"]
+        nested = chosen.get("nested_oof_log_loss")
+        return {"best_method": chosen["method"], "best_oof_log_loss": round(chosen["oof_log_loss"], 4),
+                "nested_oof_log_loss": None if nested is None else round(nested, 4)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 

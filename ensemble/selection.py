@@ -21,9 +21,9 @@ from common.metrics import log_loss
 from .calibration import Calibrator
 from .calibration import choose as choose_calibrator
 from .crossfit import cross_fit
+from .settings import MIN_NESTED_FOLDS
 from .stackers import Average, average
 
-MIN_NESTED_FOLDS = 4      # each outer training part keeps 3 folds: LightGBM early-stops on one, holds one out
 
 
 @dataclass(frozen=True)

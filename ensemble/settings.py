@@ -13,6 +13,7 @@ from .rules import Rule
 LIGHTGBM_FEATURES = ("scores", "all")
 LOGISTIC_C = (1e-6, 1e6)      # bounds of the logistic stacker's inverse L2 strength
 BOOST_FROM = ("weighted", "logistic", "none")
+MIN_NESTED_FOLDS = 4          # each outer training part keeps 3 folds: LightGBM early-stops on one, holds one out
 
 
 @dataclass(frozen=True)

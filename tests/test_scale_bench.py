@@ -14,10 +14,10 @@ from data.tables import load_videos
 from ensemble import scale
 from extract.cache import META_KEY, feature_table, load_features
 
-TINY = ["--videos", "60", "--dim", "8", "--executors", "local"]
+TINY = ["--videos", "120", "--dim", "8", "--executors", "local"]   # 6 blend families: 4 folds, nested
 
 
-def tiny_spec(dtype: str = "float16", videos: int = 60) -> scale.ScaleSpec:
+def tiny_spec(dtype: str = "float16", videos: int = 120) -> scale.ScaleSpec:
     return scale.ScaleSpec(videos, ("cnn_a", "cnn_b"), 8, dtype, 7, {"train": 0.5, "blend": 0.3, "test": 0.2}, 5,
                            0.3)
 
@@ -31,10 +31,10 @@ def test_the_generated_cache_is_a_feature_cache_in_bounded_row_groups(tmp_path, 
     made = scale.generate(tiny_spec(), tmp_path / "a", progress=False)
     videos = load_videos(tmp_path / "a/interim/scale")
     check_no_family_leak(videos)
-    assert len(videos) == 60 and made["families"] == videos["family"].nunique() == scale.family_count(60) == 10
-    assert (videos["label"] == 1).sum() == 50
+    assert len(videos) == 120 and made["families"] == videos["family"].nunique() == scale.family_count(120) == 19
+    assert (videos["label"] == 1).sum() == 120 - 19                      # one REAL original per family
     blend = videos[videos["split"] == "blend"]
-    assert blend["fold"].nunique() >= 3 and set(blend["label"]) == {0, 1}
+    assert blend["fold"].nunique() >= 4 and set(blend["label"]) == {0, 1}
     for name in ("cnn_a", "cnn_b"):
         path = tmp_path / "a/features/scale" / f"{name}.parquet"
         frames, emb = load_features(path)
@@ -46,7 +46,7 @@ def test_the_generated_cache_is_a_feature_cache_in_bounded_row_groups(tmp_path, 
         groups = [set(pq.ParquetFile(path).read_row_group(i, columns=["video"])["video"].to_pylist())
                   for i in range(meta.num_row_groups)]
         assert meta.num_row_groups > 3 and max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 300
-        assert sum(len(g) for g in groups) == 60                         # no video spans two row groups
+        assert sum(len(g) for g in groups) == 120                        # no video spans two row groups
         assert pq.read_schema(path).field("embedding").type.value_type == "halffloat"
     scale.generate(tiny_spec(), tmp_path / "b", progress=False)
     for name in ("cnn_a", "cnn_b"):                                      # deterministic
@@ -70,14 +70,14 @@ def test_bench_scale_measures_ensemble_fit_and_deletes_the_cache(tmp_path):
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False, capture_output=True,
                           text=True)
     assert run["code"] == (head.stdout.strip() or "unknown")
-    assert (run["videos"], run["backbones"], run["dim"], run["dtype"], run["executor"]) == (60, 2, 8, "float16",
+    assert (run["videos"], run["backbones"], run["dim"], run["dtype"], run["executor"]) == (120, 2, 8, "float16",
                                                                                            "local")
     assert run["ok"] and run["exit_code"] == 0 and run["error"] is None
     assert 0 < run["seconds"] < 300 and 0 < run["generate_seconds"] < 60
     assert 0.03 < run["peak_rss_gib"] < 8 and 0.03 < run["child_maxrss_gib"] < 8
-    assert 60 * 32 <= run["rows"] <= 60 * 64 and run["rows"] % 32 == 0
+    assert 120 * 32 <= run["rows"] <= 120 * 64 and run["rows"] % 32 == 0
     assert run["cache_bytes"] >= run["rows"] * 8 * 2 * 2 and run["cache_gib"] == round(run["cache_bytes"] / 2**30, 3)
-    assert run["best_method"] and 0 < run["best_oof_log_loss"] < 1
+    assert run["best_method"] and 0 < run["best_oof_log_loss"] < 1 and 0 < run["nested_oof_log_loss"] < 1
 
 
 FAKE_FIT = """
