@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -48,7 +49,7 @@ class Calibrator:
         if self.kind == "clip":
             return np.clip(p, self.params["eps"], 1 - self.params["eps"])
         if self.kind == "platt":
-            return 1 / (1 + np.exp(-(self.params["a"] * logit(p) + self.params["b"])))
+            return expit(self.params["a"] * logit(p) + self.params["b"])
         return np.interp(p, self.params["x"], self.params["y"])
 
     def to_json(self) -> dict:

@@ -9,6 +9,8 @@ fold, on the other folds only, so its OOF predictions score the procedure that i
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,10 +55,15 @@ class Fitted:
         return self.calibrator.transform(self.model.predict_proba(X)[:, 1])
 
 
+@contextlib.contextmanager
 def one_blas_thread():
     """A context running BLAS on one thread. The combiners make many small BLAS calls, which threads slow down
-    by up to 40x (measured on 2 busy cores), and one thread's sums do not depend on the machine's core count."""
-    return threadpool_limits(limits=1, user_api="blas")
+    by up to 40x (measured on 2 busy cores), and one thread's sums do not depend on the machine's core count.
+    It also silences the note scikit-learn's Newton solver prints when it hands a nearly separable fit over to
+    L-BFGS, which it handles itself."""
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*resort to lbfgs.*")
+        yield
 
 
 def fit_candidates(candidates: dict[str, Candidate], X, y: np.ndarray, folds: np.ndarray,
