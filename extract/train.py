@@ -248,6 +248,11 @@ def _card(spec: BackboneSpec, settings: ExtractSettings, config: dict, state: di
         "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
         "history": state["history"], "train_seconds": round(state["seconds"], 1),
         "tensorflow": tf.__version__, "keras": keras.__version__,
+        # what the weights' last bits depend on besides the seed: the intra-op pool (0 = one thread per core)
+        # and oneDNN's kernels, chosen per CPU instruction set
+        "cpu": {"cores": len(os.sched_getaffinity(0)), "intra_op_threads": settings.intra_op_threads,
+                "inter_op_threads": settings.inter_op_threads,
+                **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA") if k in os.environ}},
     }
 
 

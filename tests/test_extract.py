@@ -62,6 +62,7 @@ def test_training_writes_a_safe_model_and_a_card_from_the_train_split_only(works
     assert card["val"]["auc"] == best["val_auc"] and card["val"]["balanced_log_loss"] == best["val_balanced_log_loss"]
     assert card["monitor"] == "auc" and best["val_auc"] == max(h["val_auc"] for h in card["history"])
     assert len(card["data"]["fingerprint"]) == 64 and card["tensorflow"] and card["keras"]
+    assert card["cpu"]["cores"] >= 1 and card["cpu"]["intra_op_threads"] == 0
     assert card["config"]["backbone"]["input_size"] == 32
     assert not (workspace / "models/synthetic/.train-smallcnn").exists()
 
