@@ -11,6 +11,9 @@ from data.settings import MAX_FOLDS
 from .backbones import get_backbone
 from .pipeline import Augment, View
 
+# validation frame metrics that may choose the checkpoint: name -> True when higher is better
+MONITORS = {"auc": True, "balanced_log_loss": False}
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -31,6 +34,7 @@ class TrainSettings:
     val_fold: int
     epochs: int
     patience: int
+    monitor: str                 # the validation frame metric that chooses the checkpoint and stops early
     batch_size: int
     learning_rate: float
     lr_schedule: str
@@ -81,7 +85,7 @@ def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
     return TrainSettings(
         faces=t.choice("faces", ("first", "all")), frames_per_video=t.integer("frames_per_video", 0),
         val_fold=t.integer("val_fold", 0, folds - 1), epochs=t.integer("epochs", 1, 100_000),
-        patience=t.integer("patience", 1),
+        patience=t.integer("patience", 1), monitor=t.choice("monitor", tuple(MONITORS)),
         batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
         lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
         class_weight=t.choice("class_weight", ("balanced", "none")),

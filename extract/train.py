@@ -1,7 +1,8 @@
 """``python -m extract train``: train or fine-tune each configured backbone on the ``train`` split only.
 
 A family-grouped fold of the train split (``val_fold``) is held out for early stopping and checkpoint choice;
-blend and test videos are never read. Each epoch's batches depend only on (seed, epoch), and the run keeps a
+blend and test videos are never read. The checkpoint kept, and early stopping, follow the ``monitor`` metric
+(frame ROC AUC by default: the ensemble calibrates every member, so a member is worth what it ranks). Each epoch's batches depend only on (seed, epoch), and the run keeps a
 checkpoint after every epoch, so a killed run resumes where it stopped.
 
 Outputs ``models/<NAME>/<backbone>.keras`` and ``<backbone>.json`` (the model card).
@@ -31,7 +32,10 @@ from data.tables import load_tables
 from .backbones import build_model, get_backbone, load_classifier, load_keras
 from .pipeline import View, eval_dataset, load_images, train_dataset
 from .runtime import infer
-from .settings import BackboneSpec, ExtractSettings, TrainSettings
+from .settings import MONITORS, BackboneSpec, ExtractSettings, TrainSettings
+
+MIN_IMPROVEMENT = 1e-4          # a monitored value must beat the best by more than this to count as better
+METRIC_NAMES = {"auc": "AUC", "balanced_log_loss": "balanced log-loss"}
 
 
 def training_rows(interim: Path, train: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -127,8 +131,15 @@ def learning_rate(train: TrainSettings, n_crops: int):
     return keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=steps)
 
 
-def _resume(work: Path, key: str) -> dict:
-    """The training state of an interrupted run with this key, or a fresh one (its folder emptied)."""
+def improves(value: float, best: float | None, monitor: str) -> bool:
+    """Whether a validation value of the ``monitor`` metric beats the best so far (higher AUC, lower log-loss)."""
+    if best is None:
+        return True
+    return value > best + MIN_IMPROVEMENT if MONITORS[monitor] else value < best - MIN_IMPROVEMENT
+
+
+def _resume(work: Path, key: str, monitor: str) -> dict:
+    """The training state of an interrupted run with this key and monitor, or a fresh one (its folder emptied)."""
     state_file = work / "state.json"
     state = None
     if state_file.exists():
@@ -136,9 +147,9 @@ def _resume(work: Path, key: str) -> dict:
             state = json.loads(state_file.read_text())
         except ValueError:
             state = None
-    if not isinstance(state, dict) or state.get("key") != key:
+    if not isinstance(state, dict) or state.get("key") != key or state.get("monitor") != monitor:
         shutil.rmtree(work, ignore_errors=True)
-        state = {"key": key, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
+        state = {"key": key, "monitor": monitor, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
     return state
 
 
@@ -197,16 +208,17 @@ def _fit_epoch(model: keras.Model, spec: BackboneSpec, settings: ExtractSettings
 
 
 def _checkpoint(model: keras.Model, work: Path, state: dict, metrics: dict, loss: float, seconds: float) -> bool:
-    """Record an epoch: history, best weights when validation improved, the model and then the state that names
+    """Record an epoch: history, best weights when the monitored validation metric improved, the model and then the state that names
     it (a kill between the two writes leaves the previous, consistent pair). Returns whether it improved."""
     epoch = state["epoch"]
     work.mkdir(parents=True, exist_ok=True)        # made by the first checkpoint, so a failed start leaves none
     state["history"].append({"epoch": epoch + 1, "loss": loss, **{f"val_{k}": v for k, v in metrics.items()},
                              "seconds": round(seconds, 2)})
     state["seconds"] += seconds
-    improved = state["best"] is None or metrics["balanced_log_loss"] < state["best"] - 1e-4
+    monitor = state["monitor"]
+    improved = improves(metrics[monitor], state["best"], monitor)
     if improved:
-        state.update(best=metrics["balanced_log_loss"], best_epoch=epoch + 1, wait=0)
+        state.update(best=metrics[monitor], best_epoch=epoch + 1, wait=0)
         model.save_weights(work / ".best.weights.h5")
         os.replace(work / ".best.weights.h5", work / "best.weights.h5")
     else:
@@ -232,10 +244,15 @@ def _card(spec: BackboneSpec, settings: ExtractSettings, config: dict, state: di
         "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
                  "val_crops": len(val), "val_videos": int(val["video"].nunique()),
                  "val_fold": settings.train.val_fold, "fake_share": float(fit_y.mean())},
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": state["monitor"],
         "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
         "history": state["history"], "train_seconds": round(state["seconds"], 1),
         "tensorflow": tf.__version__, "keras": keras.__version__,
+        # what the weights' last bits depend on besides the seed: the intra-op pool (0 = one thread per core)
+        # and oneDNN's kernels, chosen per CPU instruction set
+        "cpu": {"cores": len(os.sched_getaffinity(0)), "intra_op_threads": settings.intra_op_threads,
+                "inter_op_threads": settings.inter_op_threads,
+                **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA") if k in os.environ}},
     }
 
 
@@ -253,21 +270,23 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
             print(f"{spec.name}: {models_dir / spec.name}.keras is up to date")
             return card
     work = models_dir / f".train-{spec.name}"
-    state = _resume(work, key)
+    state = _resume(work, key, train.monitor)
     runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
                     seed=settings.seed, deterministic=True)
     model = _model(spec, train, state, work, runtime, len(fit))
     source = _training_source(spec, settings, fit, root)
     print(f"{spec.name}: {len(fit)} training crops ({fit['video'].nunique()} videos), {len(val)} validation crops "
           f"({val['video'].nunique()} videos), input {spec.input_size}px (centre {spec.center_crop:g}), "
-          f"weights {spec.weights}, {runtime.describe()}")
+          f"weights {spec.weights}, {runtime.describe()}; the epoch with the best validation frame "
+          f"{METRIC_NAMES[train.monitor]} is kept")
     while state["epoch"] < train.epochs and state["wait"] < train.patience:
         start = time.perf_counter()
         loss = _fit_epoch(model, spec, settings, source, state["epoch"])
         metrics = _validate(model, spec, val, root, settings.batch_size, runtime)
         improved = _checkpoint(model, work, state, metrics, loss, time.perf_counter() - start)
-        print(f"{spec.name}: epoch {state['epoch']}: val balanced log-loss {metrics['balanced_log_loss']:.4f}, "
-              f"AUC {metrics['auc']:.4f}{' (best)' if improved else ''}, {state['history'][-1]['seconds']:.1f} s")
+        print(f"{spec.name}: epoch {state['epoch']}: val AUC {metrics['auc']:.4f}, balanced log-loss "
+              f"{metrics['balanced_log_loss']:.4f}{f' (best {METRIC_NAMES[train.monitor]})' if improved else ''}, "
+              f"{state['history'][-1]['seconds']:.1f} s")
 
     model.load_weights(work / "best.weights.h5")
     card = _card(spec, settings, config, state, done_key, fingerprint, fit, val, source[1])
@@ -286,7 +305,8 @@ def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config
         if only and spec.name not in only:
             continue
         card = train_backbone(spec, settings, fit, val, root, models_dir, config)
-        print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']}, validation frame AUC "
+        print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']} by validation frame "
+              f"{METRIC_NAMES[card['monitor']]}, validation frame AUC "
               f"{card['val']['auc']:.4f}, balanced log-loss {card['val']['balanced_log_loss']:.4f}; "
               f"wrote {models_dir / spec.name}.keras")
         cards.append(card)

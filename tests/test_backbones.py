@@ -9,9 +9,9 @@ from extract import backbones
 from extract.backbones import REGISTRY, build_model, feature_model, load_classifier
 
 NAMES = [f"efficientnetb{i}" for i in range(8)] + ["xception", "mobilenetv2", "mobilenetv3small",
-                                                   "mobilenetv3large", "resnet50", "smallcnn"]
-LIGHT = {"smallcnn": 32, "mobilenetv3small": 32, "mobilenetv2": 32, "efficientnetb0": 32, "resnet50": 32,
-         "xception": 71}
+                                                   "mobilenetv3large", "resnet50", "smallcnn", "rescnn"]
+LIGHT = {"smallcnn": 32, "rescnn": 32, "mobilenetv3small": 32, "mobilenetv2": 32, "efficientnetb0": 32,
+         "resnet50": 32, "xception": 71}
 
 
 def test_registry_holds_every_named_backbone():
@@ -35,6 +35,18 @@ def test_from_scratch_models_use_a_fast_batch_norm_momentum():
     model = build_model("mobilenetv3small", 32, "none")
     momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {backbones.SCRATCH_BN_MOMENTUM}
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "rescnn"])
+def test_own_designs_have_no_imagenet_weights(name):
+    with pytest.raises(DataError, match=f"{name} has no ImageNet weights"):
+        build_model(name, 32, "imagenet")
+
+
+def test_rescnn_is_residual_with_a_strided_stem():
+    base = build_model("rescnn", 32).layers[1]
+    assert sum(type(layer).__name__ == "Add" for layer in base.layers) == 4
+    assert base.get_layer("stem_conv").strides == (2, 2) and base.output.shape[1:] == (2, 2, 128)
 
 
 def test_imagenet_without_internet_is_a_clear_error(monkeypatch):
@@ -113,6 +125,7 @@ def test_training_resumes_only_from_a_safe_whole_checkpoint(tmp_path):
      "[extract.augment]: jpeg_quality = [60.5, 95], expected [low, high] of integers"),
     ("[backbones.smallcnn]\ncenter_crop = 0.1\n", "[backbones.smallcnn]: center_crop = 0.1"),
     ("[extract.train]\naugment = 'yes'\n", "[extract.train]: augment = 'yes', expected true or false"),
+    ("[extract.train]\nmonitor = 'loss'\n", "[extract.train]: monitor = 'loss', expected one of auc, balanced_log_loss"),
 ])
 def test_extract_settings_errors_name_file_table_and_key(tmp_path, text, words):
     from extract.settings import load_settings

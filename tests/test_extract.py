@@ -1,4 +1,5 @@
 """The feature stage on a tiny synthetic dataset with a tiny CNN: training, features, resume, shards, bad input."""
+import dataclasses
 import json
 import os
 import re
@@ -59,10 +60,54 @@ def test_training_writes_a_safe_model_and_a_card_from_the_train_split_only(works
     assert card["epochs_run"] == 2 and 1 <= card["best_epoch"] <= 2 and len(card["history"]) == 2
     best = card["history"][card["best_epoch"] - 1]
     assert card["val"]["auc"] == best["val_auc"] and card["val"]["balanced_log_loss"] == best["val_balanced_log_loss"]
-    assert best["val_balanced_log_loss"] == min(h["val_balanced_log_loss"] for h in card["history"])
+    assert card["monitor"] == "auc" and best["val_auc"] == max(h["val_auc"] for h in card["history"])
     assert len(card["data"]["fingerprint"]) == 64 and card["tensorflow"] and card["keras"]
+    assert card["cpu"]["cores"] >= 1 and card["cpu"]["intra_op_threads"] == 0
     assert card["config"]["backbone"]["input_size"] == 32
     assert not (workspace / "models/synthetic/.train-smallcnn").exists()
+
+
+def test_the_kept_model_is_the_epoch_with_the_best_validation_auc(workspace):
+    """The saved classifier scores the validation crops to the AUC the card names as the best epoch's."""
+    from common.config import load_config
+    from common.tensorflow_setup import setup
+    from extract.backbones import load_classifier
+    from extract.settings import load_settings
+    from extract.train import _validate, training_rows
+
+    settings = load_settings(load_config(TINY))
+    _, val, root = training_rows(workspace / "interim/synthetic", settings.train)
+    model = load_classifier(workspace / "models/synthetic/smallcnn.keras")
+    metrics = _validate(model, settings.backbones[0], val, root, settings.batch_size, setup())
+    card = json.loads((workspace / "models/synthetic/smallcnn.json").read_text())
+    assert metrics["auc"] == pytest.approx(card["val"]["auc"], abs=1e-6)
+    assert metrics["auc"] == pytest.approx(max(h["val_auc"] for h in card["history"]), abs=1e-6)
+
+
+def test_monitor_direction_and_run_key():
+    from common.config import load_config
+    from extract.settings import load_settings
+    from extract.train import _run_key, improves
+
+    assert improves(0.8, None, "auc") and improves(0.8, 0.7, "auc") and not improves(0.7, 0.8, "auc")
+    assert improves(0.5, 0.6, "balanced_log_loss") and not improves(0.6, 0.5, "balanced_log_loss")
+    assert not improves(0.70005, 0.7, "auc")       # within the tolerance: not better
+    auc = load_settings(load_config(TINY))
+    loss = dataclasses.replace(auc, train=dataclasses.replace(auc.train, monitor="balanced_log_loss"))
+    assert _run_key(auc.backbones[0], auc, "x") != _run_key(loss.backbones[0], loss, "x")
+
+
+def test_a_changed_monitor_does_not_resume_a_stale_run(tmp_path):
+    from extract.train import _resume
+
+    work = tmp_path / ".train-smallcnn"
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"key": "k", "monitor": "balanced_log_loss", "epoch": 3,
+                                                 "best": 0.5, "best_epoch": 2, "wait": 1, "history": []}))
+    (work / "epoch-003.keras").write_bytes(b"stale")
+    assert _resume(work, "k", "balanced_log_loss")["epoch"] == 3
+    state = _resume(work, "k", "auc")
+    assert state["epoch"] == 0 and state["monitor"] == "auc" and not work.exists()
 
 
 def test_a_second_train_run_is_up_to_date(workspace):
