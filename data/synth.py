@@ -40,6 +40,7 @@ PARAMS_FILE = "synth.json"
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 BYSTANDER_IDENTITIES = 10_000   # identity index offsets: originals 0.., background faces, swap sources
 SOURCE_IDENTITIES = 20_000
+PNG_LEVEL = 1                   # zlib level of the written crops: lossless either way, 2.5x faster to encode than 6
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def finish(img: np.ndarray, noise: float, quality: int, rng: np.random.Generator
     Image.fromarray((noisy * 255).round().astype(np.uint8)).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     out = io.BytesIO()
-    Image.open(buf).convert("RGB").save(out, format="PNG")
+    Image.open(buf).convert("RGB").save(out, format="PNG", compress_level=PNG_LEVEL)
     return out.getvalue()
 
 

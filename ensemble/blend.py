@@ -27,18 +27,11 @@ from .selection import (
     choose,
     fit_candidates,
     nested,
+    linear_candidates,
     one_blas_thread,
 )
 from .settings import EnsembleSettings
-from .stackers import (
-    Combiner,
-    EnsembleSelection,
-    LightGBMStack,
-    LogisticStack,
-    RankMean,
-    SplineStack,
-    WeightedBlend,
-)
+from .stackers import Combiner, LightGBMStack, RankMean
 
 LGB_SMALL = {"num_leaves": 4, "learning_rate": 0.05, "n_estimators": 100, "min_child_samples": 20,
              "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 1.0, "reg_lambda": 1.0,
@@ -76,9 +69,6 @@ def methods(columns: list[str], settings: EnsembleSettings, seed: int, c: float 
     """{method name: candidate} of every blending method tried, in order (an average after its members). The
     prior, single files and fixed averages are references: calibrated and scored, never chosen.
     ``c``: a fixed C for the logistic and spline stacks instead of the config's grid."""
-    grid = (c,) if c is not None else settings.logistic_cs
-    linear = dict(C=grid[0], Cs=grid if len(grid) > 1 else None, cv_folds=settings.tune_folds, seed=seed)
-    car = settings.caruana
     return {
         "prior": Candidate(Prior, reference=True),
         **{f"file:{col}": Candidate(lambda col=col: Fixed(lambda X: X[col].to_numpy()), reference=True)
@@ -87,11 +77,7 @@ def methods(columns: list[str], settings: EnsembleSettings, seed: int, c: float 
         "logit_mean": Candidate(lambda: Fixed(lambda X: expit(logit(X[columns].to_numpy()).mean(axis=1))),
                                 reference=True),
         "rank_mean": Candidate(lambda: RankMean(columns), reference=True),
-        "weighted": Candidate(lambda: WeightedBlend(columns)),
-        "caruana": Candidate(lambda: EnsembleSelection(columns, car.iterations, car.bags, car.bag_fraction, seed)),
-        "logistic": Candidate(lambda: LogisticStack(columns, **linear)),
-        "spline": Candidate(lambda: SplineStack(columns, **linear, n_knots=settings.spline_knots,
-                                                degree=settings.spline_degree)),
+        **linear_candidates(columns, settings, seed, c),
         "lightgbm": Candidate(lambda: LightGBMStack(columns, LGB_SMALL, seed), early_stopping=True),
         "average:lightgbm+logistic": Candidate(members=("lightgbm", "logistic")),
         "average:lightgbm+spline": Candidate(members=("lightgbm", "spline")),

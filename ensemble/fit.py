@@ -35,19 +35,11 @@ from .selection import (
     choose,
     fit_candidates,
     nested,
+    linear_candidates,
     one_blas_thread,
 )
 from .settings import EnsembleSettings, load_settings
-from .stackers import (
-    Alias,
-    Column,
-    EnsembleSelection,
-    LightGBMStack,
-    LogisticStack,
-    RankMean,
-    SplineStack,
-    WeightedBlend,
-)
+from .stackers import Alias, Column, LightGBMStack, RankMean
 from .video_features import (
     backbone_videos,
     fill_rules,
@@ -159,18 +151,10 @@ def candidates(settings: EnsembleSettings, data: BlendData) -> dict[str, Candida
         [c for c in data.X.columns if c in rule_cols or c.split("/", 1)[1] in SCORE_FEATURES]
     stack_args = dict(base_columns=None if lgb.boost_from == "none" else rule_cols, base=lgb.boost_from,
                       base_c=settings.logistic_c, monotone_columns=rule_cols if lgb.monotone else None)
-    grid = settings.logistic_cs
-    linear = dict(C=grid[0], Cs=grid if len(grid) > 1 else None, cv_folds=settings.tune_folds, seed=settings.seed)
-    car = settings.caruana
     return {
         "blend/mean": Candidate(lambda: Column(PLAIN_MEAN), reference=True),
         "blend/rank_mean": Candidate(lambda: RankMean(rule_cols), reference=True),
-        "blend/weighted": Candidate(lambda: WeightedBlend(rule_cols)),
-        "blend/caruana": Candidate(lambda: EnsembleSelection(rule_cols, car.iterations, car.bags, car.bag_fraction,
-                                                             settings.seed)),
-        "stack/logistic": Candidate(lambda: LogisticStack(rule_cols, **linear)),
-        "stack/spline": Candidate(lambda: SplineStack(rule_cols, **linear, n_knots=settings.spline_knots,
-                                                      degree=settings.spline_degree)),
+        **linear_candidates(rule_cols, settings, settings.seed, prefix=("blend/", "stack/")),
         "stack/lightgbm": Candidate(lambda: LightGBMStack(lgb_columns, dict(lgb.params), settings.seed,
                                                           **stack_args), early_stopping=True),
         "stack/average": Candidate(members=("stack/lightgbm", "stack/logistic")),

@@ -23,8 +23,8 @@ from common.metrics import log_loss
 from .calibration import Calibrator
 from .calibration import choose as choose_calibrator
 from .crossfit import cross_fit
-from .settings import MIN_NESTED_FOLDS
-from .stackers import Average, average
+from .settings import MIN_NESTED_FOLDS, EnsembleSettings
+from .stackers import Average, EnsembleSelection, LogisticStack, SplineStack, WeightedBlend, average
 
 
 
@@ -128,3 +128,22 @@ def nested(candidates: dict[str, Candidate], X, y: np.ndarray, folds: np.ndarray
         if progress is not None:
             progress(int(k), best)
     return out, chosen
+
+
+def linear_candidates(columns: list[str], settings: EnsembleSettings, seed: int, c: float | None = None,
+                      prefix: tuple[str, str] = ("", "")) -> dict[str, Candidate]:
+    """The convex blend, Caruana selection and the tuned logistic and spline stacks of ``columns``, named
+    ``<blend prefix>weighted``, ``<blend prefix>caruana``, ``<stack prefix>logistic`` and ``<stack prefix>spline``.
+    ``c``: a fixed C instead of the config's grid."""
+    grid = (c,) if c is not None else settings.logistic_cs
+    linear = {"C": grid[0], "Cs": grid if len(grid) > 1 else None, "cv_folds": settings.tune_folds, "seed": seed}
+    car = settings.caruana
+    blend, stack = prefix
+    return {
+        f"{blend}weighted": Candidate(lambda: WeightedBlend(columns)),
+        f"{blend}caruana": Candidate(lambda: EnsembleSelection(columns, car.iterations, car.bags, car.bag_fraction,
+                                                               seed)),
+        f"{stack}logistic": Candidate(lambda: LogisticStack(columns, **linear)),
+        f"{stack}spline": Candidate(lambda: SplineStack(columns, **linear, n_knots=settings.spline_knots,
+                                                        degree=settings.spline_degree)),
+    }
