@@ -26,8 +26,8 @@ from .selection import (
     Candidate,
     choose,
     fit_candidates,
-    nested,
     linear_candidates,
+    nested,
     one_blas_thread,
 )
 from .settings import EnsembleSettings

@@ -34,8 +34,8 @@ from .selection import (
     Candidate,
     choose,
     fit_candidates,
-    nested,
     linear_candidates,
+    nested,
     one_blas_thread,
 )
 from .settings import EnsembleSettings, load_settings

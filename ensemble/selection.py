@@ -24,8 +24,14 @@ from .calibration import Calibrator
 from .calibration import choose as choose_calibrator
 from .crossfit import cross_fit
 from .settings import MIN_NESTED_FOLDS, EnsembleSettings
-from .stackers import Average, EnsembleSelection, LogisticStack, SplineStack, WeightedBlend, average
-
+from .stackers import (
+    Average,
+    EnsembleSelection,
+    LogisticStack,
+    SplineStack,
+    WeightedBlend,
+    average,
+)
 
 
 @dataclass(frozen=True)
