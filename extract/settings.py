@@ -42,6 +42,7 @@ class TrainSettings:
     class_weight: str
     augment: Augment | None
     cache_mb: int
+    processes: int                # backbones trained at once, each in its own process
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def train_settings(t: Table, augment: Augment, folds: int) -> TrainSettings:
         batch_size=t.integer("batch_size", 1), learning_rate=t.number("learning_rate", 0, 1, True, True),
         lr_schedule=t.choice("lr_schedule", ("cosine", "constant")), dropout=t.number("dropout", 0, 1, False, True),
         class_weight=t.choice("class_weight", ("balanced", "none")),
-        augment=augment if t.boolean("augment") else None, cache_mb=t.integer("cache_mb", 0))
+        augment=augment if t.boolean("augment") else None, cache_mb=t.integer("cache_mb", 0),
+        processes=t.integer("processes", 1, 64))
 
 
 def load_settings(config: dict) -> ExtractSettings:

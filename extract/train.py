@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +118,9 @@ def save_model(model: keras.Model, target: Path) -> None:
 
 
 def _run_key(spec: BackboneSpec, settings: ExtractSettings, fingerprint: str) -> str:
-    # epochs and patience are left out, so a killed run can be resumed with more epochs
-    train = {k: v for k, v in settings.train.__dict__.items() if k not in ("epochs", "patience")}
+    # epochs and patience are left out, so a killed run can be resumed with more epochs; processes too (like the
+    # thread pools, it only says how the run shares the machine)
+    train = {k: v for k, v in settings.train.__dict__.items() if k not in ("epochs", "patience", "processes")}
     blob = json.dumps({"spec": spec.__dict__, "train": repr(train), "seed": settings.seed,
                        "data": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -299,15 +303,23 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
 
 def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config: dict,
               only: list[str] | None = None) -> list[dict]:
+    """Train every backbone of ``settings`` (or of ``only``); returns their cards in config order. With
+    ``[extract.train] processes`` > 1, that many backbones train at once, each in its own spawned process with
+    ``intra_op_threads`` (when 0: the cores shared out) and one inter-op thread."""
     fit, val, root = training_rows(interim, settings.train)
-    cards = []
-    for spec in settings.backbones:
-        if only and spec.name not in only:
-            continue
-        card = train_backbone(spec, settings, fit, val, root, models_dir, config)
+    specs = [spec for spec in settings.backbones if not only or spec.name in only]
+    processes = min(settings.train.processes, len(specs))
+    if processes <= 1:
+        cards = [train_backbone(spec, settings, fit, val, root, models_dir, config) for spec in specs]
+    else:
+        threads = settings.intra_op_threads or max(1, len(os.sched_getaffinity(0)) // processes)
+        shared = replace(settings, intra_op_threads=threads, inter_op_threads=1)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(train_backbone, spec, shared, fit, val, root, models_dir, config) for spec in specs]
+            cards = [f.result() for f in futures]
+    for spec, card in zip(specs, cards):
         print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']} by validation frame "
               f"{METRIC_NAMES[card['monitor']]}, validation frame AUC "
               f"{card['val']['auc']:.4f}, balanced log-loss {card['val']['balanced_log_loss']:.4f}; "
               f"wrote {models_dir / spec.name}.keras")
-        cards.append(card)
     return cards

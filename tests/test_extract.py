@@ -332,3 +332,26 @@ def test_unreadable_training_crops_are_named_on_both_input_paths(workspace, tmp_
                   "--models", str(tmp_path / "models"))
     assert res.returncode == 0, res.stderr
     assert f"unreadable training crop skipped: {bad}" in res.stderr
+
+
+def test_two_backbones_train_at_once_in_their_own_processes(workspace, tmp_path):
+    config = tmp_path / "two.toml"
+    config.write_text(Path(TINY).read_text().replace('backbones = ["smallcnn"]', 'backbones = ["smallcnn", "rescnn"]')
+                      + '\n[backbones.rescnn]\ninput_size = 32\n')
+    args = ("extract", "train", "--config", str(config), "--interim", str(workspace / "interim"),
+            "--models", str(tmp_path / "models"))
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    for name in ("smallcnn", "rescnn"):
+        card = json.loads((tmp_path / f"models/synthetic/{name}.json").read_text())
+        assert card["epochs_run"] == 2 and card["cpu"]["inter_op_threads"] == 1, card["cpu"]
+        assert f"{name}: best epoch" in res.stdout
+    again = run_cli(*args)
+    assert again.returncode == 0 and again.stdout.count("is up to date") == 2, again.stdout
+    # a backbone that cannot be built stops the run in one line, raised in its worker process
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not weights")
+    config.write_text(config.read_text() + f'weights = "{junk}"\n')
+    res = run_cli(*args[:-1], str(tmp_path / "models2"))
+    assert res.returncode == 2 and "cannot load weights file" in res.stderr, res.stderr
+    assert res.stderr.strip().count("\n") == 0
