@@ -48,8 +48,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from data.settings import MAX_FOLDS
 
     from .blend import run_blend
-    from .selection import MIN_NESTED_FOLDS
-    from .settings import LOGISTIC_C, load_settings
+    from .settings import LOGISTIC_C, MIN_NESTED_FOLDS, load_settings
 
     config = load_config(args.config)
     settings = load_settings(config)
@@ -163,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
                        description="Align Kaggle submission files (filename,label) by video, score blending methods "
-                                   "by family-grouped CV log-loss, score that choice by nested CV, and write the best blend as a "
-                                   "submission.")
+                                   "by family-grouped CV log-loss, score that choice by nested CV, and write the best "
+                                   "blend as a submission.")
     p.add_argument("--predictions", nargs="+", required=True, metavar="PATH[:COLUMN]",
                    help="prediction files; COLUMN names the prediction column of a non-Kaggle file (default: label)")
     p.add_argument("--labels", required=True, metavar="PATH",

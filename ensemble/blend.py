@@ -22,7 +22,6 @@ from data.submissions import read_labels, read_predictions
 
 from .calibration import logit
 from .selection import (
-    MIN_NESTED_FOLDS,
     Candidate,
     choose,
     fit_candidates,
@@ -122,8 +121,6 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     if len(set(y)) < 2 or len(set(family)) < n_folds:
         raise DataError(f"{labels_path}: {len(set(family))} families and {len(set(y))} class(es) of labelled videos; "
                         f"{n_folds}-fold CV needs both classes and at least {n_folds} families")
-    if n_folds < MIN_NESTED_FOLDS:
-        raise DataError(f"--folds {n_folds}: the nested choice needs at least {MIN_NESTED_FOLDS} folds")
     folds = grouped_assign(family, y, np.full(n_folds, 1 / n_folds), np.random.default_rng(seed))
     candidates = methods(names, settings, seed, c)
     eps = list(settings.clip_eps)
@@ -136,7 +133,8 @@ def run_blend(specs: list[str], labels_path: str, out: Path, fill: str | None, n
     best = choose(fitted, candidates)
     report = {"videos": int(labelled.sum()), "families": len(set(family)), "folds": n_folds, "seed": seed,
               "fake_share": prior, "files": {n: p.path for n, p in zip(names, preds)},
-              "methods": {name: {"reference": candidates[name].reference, "log_loss_raw": round(log_loss(y, f.oof), 5), "calibrator": f.calibrator.name,
+              "methods": {name: {"reference": candidates[name].reference,
+                                 "log_loss_raw": round(log_loss(y, f.oof), 5), "calibrator": f.calibrator.name,
                                  "log_loss": round(f.loss, 5)} for name, f in fitted.items()},
               "chosen": best,
               "nested": {"log_loss": round(log_loss(y, nested_oof), 5), "chosen_per_fold": per_fold}}

@@ -23,6 +23,17 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def platt_fit(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) of Platt scaling, sigmoid(a * logit(p) + b): unregularised 1-D logistic regression on logit(p) (n,)."""
+    lr = LogisticRegression(C=1e6, max_iter=1000, solver="newton-cholesky").fit(logit(p)[:, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def platt(p: np.ndarray, a, b) -> np.ndarray:
+    """Platt-scaled probabilities; ``a`` and ``b`` are scalars or broadcast over columns of ``p``."""
+    return expit(a * logit(p) + b)
+
+
 @dataclass
 class Calibrator:
     """``kind``: "clip" (params: eps), "platt" (params: a, b: sigmoid(a * logit(p) + b)) or "isotonic"
@@ -37,8 +48,8 @@ class Calibrator:
 
     def fit(self, p: np.ndarray, y: np.ndarray) -> Calibrator:
         if self.kind == "platt":
-            lr = LogisticRegression(C=1e6, solver="newton-cholesky").fit(logit(p)[:, None], y)
-            self.params = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+            a, b = platt_fit(p, y)
+            self.params = {"a": a, "b": b}
         elif self.kind == "isotonic":
             iso = IsotonicRegression(y_min=1e-3, y_max=1 - 1e-3, out_of_bounds="clip").fit(p, y)
             self.params = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
@@ -49,7 +60,7 @@ class Calibrator:
         if self.kind == "clip":
             return np.clip(p, self.params["eps"], 1 - self.params["eps"])
         if self.kind == "platt":
-            return expit(self.params["a"] * logit(p) + self.params["b"])
+            return platt(p, self.params["a"], self.params["b"])
         return np.interp(p, self.params["x"], self.params["y"])
 
     def to_json(self) -> dict:

@@ -30,7 +30,6 @@ from extract.cache import FeatureFile
 
 from .saved import write_ensemble
 from .selection import (
-    MIN_NESTED_FOLDS,
     Candidate,
     choose,
     fit_candidates,
@@ -38,7 +37,7 @@ from .selection import (
     nested,
     one_blas_thread,
 )
-from .settings import EnsembleSettings, load_settings
+from .settings import MIN_NESTED_FOLDS, EnsembleSettings, load_settings
 from .stackers import Alias, Column, LightGBMStack, RankMean
 from .video_features import (
     backbone_videos,

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from common.metrics import log_loss
 
-from .calibration import logit
+from .calibration import logit, platt, platt_fit
 
 SOLVER = "newton-cholesky"     # a few Newton steps: fast for the stacks' few hundred features
 KINDS = {}          # the "kind" saved in each combiner's JSON -> its class (see ``from_json``)
@@ -110,12 +110,16 @@ class LinearStack(Combiner):
     """L2 logistic regression on standardised features of probability columns, with ``C`` or, given ``Cs``,
     the C of ``Cs`` chosen by family-grouped ``cv_folds``-fold CV inside ``fit`` (``groups``: (n,) family ids).
     Subclasses define the features (``_features``), standardised on the training rows. Fitted: ``C_``,
-    ``cv_scores_`` ({C: mean fold log-loss}, empty without ``Cs``), ``mean_``, ``scale_``, ``coef_`` (n_features,) and ``intercept_``."""
+    ``cv_scores_`` ({C: mean fold log-loss}, empty without ``Cs``), ``mean_``, ``scale_``, ``coef_``
+    (n_features,) and ``intercept_``."""
 
     kind = ""
 
     def _features(self, X: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
+
+    def _logits(self, X: pd.DataFrame) -> np.ndarray:
+        return logit(X[list(self.columns)].to_numpy(np.float64))
 
     def _prepare(self, X: pd.DataFrame) -> None:
         """Learn what the features need from the training rows (e.g. spline knots)."""
@@ -180,7 +184,7 @@ class LogisticStack(LinearStack):
         self.columns, self.C, self.Cs, self.cv_folds, self.seed = columns, C, Cs, cv_folds, seed
 
     def _features(self, X: pd.DataFrame) -> np.ndarray:
-        return logit(X[list(self.columns)].to_numpy(np.float64))
+        return self._logits(X)
 
 
 @saved_kind
@@ -196,9 +200,6 @@ class SplineStack(LinearStack):
                  cv_folds: int = 5, seed: int = 0, n_knots: int = 4, degree: int = 2):
         self.columns, self.C, self.Cs, self.cv_folds, self.seed = columns, C, Cs, cv_folds, seed
         self.n_knots, self.degree = n_knots, degree
-
-    def _logits(self, X: pd.DataFrame) -> np.ndarray:
-        return logit(X[list(self.columns)].to_numpy(np.float64))
 
     def _prepare(self, X: pd.DataFrame) -> None:
         L = self._logits(X)
@@ -226,26 +227,6 @@ class SplineStack(LinearStack):
         self._spline = None
 
 
-class Platt:
-    """Per-column Platt scaling, vectorised: P = sigmoid(a * logit(p) + b), fitted by unregularised 1-D
-    logistic regression on each column."""
-
-    @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from sklearn.linear_model import LogisticRegression
-
-        L = logit(P)
-        a, b = np.empty(P.shape[1]), np.empty(P.shape[1])
-        for j in range(P.shape[1]):
-            lr = LogisticRegression(C=1e6, max_iter=1000, solver=SOLVER).fit(L[:, j:j + 1], y)
-            a[j], b[j] = lr.coef_[0, 0], lr.intercept_[0]
-        return a, b
-
-    @staticmethod
-    def apply(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return expit(logit(P) * a + b)
-
-
 @saved_kind
 class EnsembleSelection(Combiner):
     """Caruana et al. (2004) ensemble selection. The library is the ``columns``, each Platt-scaled on the
@@ -262,11 +243,12 @@ class EnsembleSelection(Combiner):
         self.bag_fraction, self.seed = bag_fraction, seed
 
     def _library(self, X: pd.DataFrame) -> np.ndarray:
-        return Platt.apply(X[list(self.columns)].to_numpy(np.float64), self.a_, self.b_)
+        return platt(X[list(self.columns)].to_numpy(np.float64), self.a_, self.b_)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> EnsembleSelection:
-        self.a_, self.b_ = Platt.fit(X[list(self.columns)].to_numpy(np.float64), y)
-        P = self._library(X)
+        P = X[list(self.columns)].to_numpy(np.float64)
+        self.a_, self.b_ = (np.array(v) for v in zip(*(platt_fit(P[:, j], y) for j in range(P.shape[1]))))
+        P = platt(P, self.a_, self.b_)
         rng = np.random.default_rng(self.seed)
         n = P.shape[1]
         size = max(1, int(np.ceil(self.bag_fraction * n)))

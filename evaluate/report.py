@@ -160,7 +160,8 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
     nested = fit.get("chosen")
     if isinstance(nested, dict) and isinstance(nested.get("method"), str) and all(
             isinstance(nested.get(k), (int, float)) for k in ("nested_oof_log_loss", "oof_log_loss")):
-        chosen_text = (f" The method chosen that way is **`{nested['method']}`**, submitted as `{chosen}`. On the blend "
+        chosen_text = (f" The method chosen that way is **`{nested['method']}`**, submitted as `{chosen}`. On the "
+                       "blend "
                        f"split, `{chosen}` holds the *nested* OOF predictions of the whole choice (every combiner "
                        "fitted, chosen and calibrated on the other folds only): log-loss "
                        f"{nested['nested_oof_log_loss']:.4f}, against {nested['oof_log_loss']:.4f} for "

@@ -2,8 +2,9 @@
 
 A family-grouped fold of the train split (``val_fold``) is held out for early stopping and checkpoint choice;
 blend and test videos are never read. The checkpoint kept, and early stopping, follow the ``monitor`` metric
-(frame ROC AUC by default: the ensemble calibrates every member, so a member is worth what it ranks). Each epoch's batches depend only on (seed, epoch), and the run keeps a
-checkpoint after every epoch, so a killed run resumes where it stopped.
+(frame ROC AUC by default: the ensemble calibrates every member, so a member is worth what it ranks). Each
+epoch's batches depend only on (seed, epoch), and the run keeps a checkpoint after every epoch, so a killed run
+resumes where it stopped.
 
 Outputs ``models/<NAME>/<backbone>.keras`` and ``<backbone>.json`` (the model card).
 """
@@ -153,7 +154,8 @@ def _resume(work: Path, key: str, monitor: str) -> dict:
             state = None
     if not isinstance(state, dict) or state.get("key") != key or state.get("monitor") != monitor:
         shutil.rmtree(work, ignore_errors=True)
-        state = {"key": key, "monitor": monitor, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "history": [], "seconds": 0.0}
+        state = {"key": key, "monitor": monitor, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
+                 "history": [], "seconds": 0.0}
     return state
 
 
@@ -212,8 +214,9 @@ def _fit_epoch(model: keras.Model, spec: BackboneSpec, settings: ExtractSettings
 
 
 def _checkpoint(model: keras.Model, work: Path, state: dict, metrics: dict, loss: float, seconds: float) -> bool:
-    """Record an epoch: history, best weights when the monitored validation metric improved, the model and then the state that names
-    it (a kill between the two writes leaves the previous, consistent pair). Returns whether it improved."""
+    """Record an epoch: history, best weights when the monitored validation metric improved, the model and then
+    the state that names it (a kill between the two writes leaves the previous, consistent pair). Returns whether
+    it improved."""
     epoch = state["epoch"]
     work.mkdir(parents=True, exist_ok=True)        # made by the first checkpoint, so a failed start leaves none
     state["history"].append({"epoch": epoch + 1, "loss": loss, **{f"val_{k}": v for k, v in metrics.items()},
@@ -256,7 +259,8 @@ def _card(spec: BackboneSpec, settings: ExtractSettings, config: dict, state: di
         # and oneDNN's kernels, chosen per CPU instruction set
         "cpu": {"cores": len(os.sched_getaffinity(0)), "intra_op_threads": settings.intra_op_threads,
                 "inter_op_threads": settings.inter_op_threads,
-                **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA") if k in os.environ}},
+                **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
+                   if k in os.environ}},
     }
 
 
