@@ -29,7 +29,7 @@ SEED_PREDICT := $(foreach k,$(SEED_RUNS),data/seeds/$(k)/predictions/$(NAME)/vid
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data faces features ensemble report submission test bench bench-dask bench-scale clean FORCE
+.PHONY: all setup data faces features ensemble protocols report submission test bench bench-dask bench-scale clean FORCE
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -73,7 +73,13 @@ $(PREDICT)/videos.parquet: $(FEATURES)/.done
 
 ensemble: $(PREDICT)/videos.parquet
 
-$(REPORTS)/metrics.json: $(PREDICT)/videos.parquet
+# the frame-budget and backbone-ablation refits, from the feature cache; their sections join the report
+$(PREDICT)/protocols.json: $(PREDICT)/videos.parquet
+	$(PYTHON) -m ensemble protocols --name $(NAME) --config $(CONFIG) $(RUN_ON)
+
+protocols: $(PREDICT)/protocols.json
+
+$(REPORTS)/metrics.json: $(PREDICT)/videos.parquet $(PREDICT)/protocols.json
 	$(PYTHON) -m evaluate report --name $(NAME) --config $(CONFIG)
 
 report: $(REPORTS)/metrics.json $(if $(SEED_RUNS),$(REPORTS)/seeds.json)

@@ -7,6 +7,7 @@ read; a bad value is one line naming the file, the table and the key, e.g.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import tomllib
 from pathlib import Path
@@ -133,6 +134,16 @@ class Table:
                 or len(set(value)) != len(value) or (allowed and any(v not in allowed for v in value))):
             raise self._bad(key, "a non-empty list of distinct names" + (f" from {', '.join(allowed)}"
                                                                           if allowed else ""))
+        return list(value)
+
+    def integers(self, key: str, minimum: int | None = None, maximum: int | None = None) -> list[int]:
+        """A non-empty, strictly increasing list of integers, each in [minimum, maximum]."""
+        value = self.values[key]
+        ok = isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not ok or any(b <= a for a, b in itertools.pairwise(value)) or \
+                (minimum is not None and value[0] < minimum) or (maximum is not None and value[-1] > maximum):
+            bounds = f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None else ""
+            raise self._bad(key, f"a non-empty increasing list of integers{bounds}")
         return list(value)
 
     def numbers(self, key: str, low: float | None = None, high: float | None = None,

@@ -44,6 +44,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protocols(args: argparse.Namespace) -> int:
+    from .protocols import run_protocols
+
+    config = load_config(args.config)
+    name = check_name(args.name)
+    report = run_protocols(config, Path(args.interim) / name, Path(args.features) / name, Path(args.out) / name,
+                           executor_spec(args))
+    budget = report["frame_budget"]
+    for k in budget["budgets"]:
+        seconds = budget["seconds_per_video"][str(k)]
+        cost = "" if seconds is None else f", CNN {seconds * 1000:.1f} ms/video"
+        print(f"frames {k or 'all'}: chosen {budget['chosen'][str(k)]}{cost}")
+    if report["ablation"]:
+        for b, method in report["ablation"]["chosen"].items():
+            print(f"{'full ensemble' if not b else 'without ' + b}: chosen {method}")
+    print(f"wrote {Path(args.out) / name}/frame_budget.parquet, {'ablation.parquet, ' if report['ablation'] else ''}"
+          "protocols.json")
+    return 0
+
+
 def cmd_blend(args: argparse.Namespace) -> int:
     from data.settings import MAX_FOLDS
 
@@ -160,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_flags(p)
     add_seed_offset_flag(p)
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("protocols", help="refit the ensemble under the frame-budget and backbone-ablation protocols",
+                       description="From the feature cache: every combiner refit on the blend split with k frames "
+                                   "per video ([ensemble.protocols] frame_budgets) and without each backbone in "
+                                   "turn; writes frame_budget.parquet, ablation.parquet and protocols.json beside "
+                                   "the predictions table, for 'evaluate report'.")
+    add_name_flag(p)
+    add_folder_flag(p, "--interim", INTERIM, "prepared tables folder")
+    add_folder_flag(p, "--features", FEATURES, "frame features folder")
+    add_folder_flag(p, "--out", PREDICTIONS, "predictions folder (reads OUT/NAME/videos.parquet, writes beside it)")
+    add_config_flag(p)
+    add_executor_flags(p)
+    p.set_defaults(func=cmd_protocols)
     p = sub.add_parser("blend", help="blend external Kaggle submission files with family-grouped CV",
                        description="Align Kaggle submission files (filename,label) by video, score blending methods "
                                    "by family-grouped CV log-loss, score that choice by nested CV, and write the best "

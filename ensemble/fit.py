@@ -76,13 +76,13 @@ def load_inputs(interim: Path, features_dir: Path, backbones: list[str]) -> tupl
     return videos.sort_values("video").reset_index(drop=True), files
 
 
-def backbone_table(videos: pd.DataFrame, path: Path, settings: EnsembleSettings, executor, interim: Path
-                   ) -> tuple[pd.DataFrame, dict | None]:
+def backbone_table(videos: pd.DataFrame, path: Path, settings: EnsembleSettings, executor, interim: Path,
+                   frames: int = 0) -> tuple[pd.DataFrame, dict | None]:
     """One backbone's video features with its PCA columns (one row per video, in order), read out of core,
-    and the PCA fitted on train-split videos (None when off)."""
+    and the PCA fitted on train-split videos (None when off). ``frames`` > 0: that many frames per video."""
     names = videos["video"].tolist()
     features, means = backbone_videos(path, names, list(settings.rules), settings.rows_per_task, executor,
-                                      interim / "videos.parquet")
+                                      interim / "videos.parquet", frames)
     blend = (videos["split"] == "blend").to_numpy()
     if not (features["n_frames"].to_numpy()[blend] > 0).any():
         raise DataError(f"{path}: no frame of any blend-split video ({FeatureFile(path).rows} rows); the "
@@ -111,9 +111,10 @@ class BlendData:
 
 
 def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleSettings, interim: Path,
-               executor: ExecutorSpec = LOCAL) -> tuple[BlendData, dict]:
+               executor: ExecutorSpec = LOCAL, frames: int = 0) -> tuple[BlendData, dict]:
     """The video table and labels the combiners use, and the PCA of each backbone's mean embedding. The feature
-    files are read a part at a time, by ``executor``; one backbone's mean embeddings are in memory at a time."""
+    files are read a part at a time, by ``executor``; one backbone's mean embeddings are in memory at a time.
+    ``frames`` > 0 keeps that many frames per video (the frame-budget protocol)."""
     blend = (videos["split"] == "blend").to_numpy()       # the blend split is checked before the long work
     y_all = videos["label"].astype("float64").to_numpy()
     if blend.sum() == 0 or len(np.unique(y_all[blend])) < 2:
@@ -130,7 +131,7 @@ def blend_data(videos: pd.DataFrame, files: dict[str, Path], settings: EnsembleS
     backbones, parts, pcas = list(files), [], {}
     with executor.open() as ex:
         for backbone, path in files.items():
-            table, pca = backbone_table(videos, path, settings, ex, interim)
+            table, pca = backbone_table(videos, path, settings, ex, interim, frames)
             parts.append(table.add_prefix(f"{backbone}/"))
             if pca is not None:
                 pcas[backbone] = pca

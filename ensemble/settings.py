@@ -32,6 +32,12 @@ class CaruanaSettings:
 
 
 @dataclass(frozen=True)
+class ProtocolSettings:
+    frame_budgets: tuple[int, ...]    # crops' frames kept per video in the frame-budget protocol
+    ablation: bool                    # refit the combiners without each backbone in turn
+
+
+@dataclass(frozen=True)
 class EnsembleSettings:
     seed: int
     backbones: tuple[str, ...]    # [extract] backbones: the feature files combined
@@ -48,6 +54,7 @@ class EnsembleSettings:
     rows_per_task: int            # feature rows per out-of-core part (whole videos; more where a video needs it)
     lightgbm: LightGBMSettings
     folds: int                    # [splits] folds: the CV folds of `ensemble blend`
+    protocols: ProtocolSettings
 
 
 def lightgbm_settings(t: Table) -> LightGBMSettings:
@@ -66,7 +73,7 @@ def lightgbm_settings(t: Table) -> LightGBMSettings:
 
 
 def load_settings(config: dict) -> EnsembleSettings:
-    t, c = section(config, "ensemble"), section(config, "ensemble.caruana")
+    t, c, p = section(config, "ensemble"), section(config, "ensemble.caruana"), section(config, "ensemble.protocols")
     rules = _rules(t)
     if "mean" not in [r.label for r in rules]:
         raise DataError(f"{t.source}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
@@ -81,7 +88,8 @@ def load_settings(config: dict) -> EnsembleSettings:
         pca_components=t.integer("pca_components", 0, 4096),
         rows_per_task=t.integer("rows_per_task", 1, MAX_COUNT),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
-        folds=section(config, "splits").integer("folds", 2, MAX_FOLDS))
+        folds=section(config, "splits").integer("folds", 2, MAX_FOLDS),
+        protocols=ProtocolSettings(tuple(p.integers("frame_budgets", 1, MAX_COUNT)), p.boolean("ablation")))
 
 
 def _rules(t: Table) -> tuple[Rule, ...]:

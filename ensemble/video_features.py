@@ -67,7 +67,7 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
     """One row per video of ``videos`` (NaN where a video has no frame).
 
     frames: ``video, frame, face, score`` sorted by (video, frame, face); embeddings: (n, D) float32.
-    Columns: each rule's label, ``std``, ``n_frames``, ``n_faces``, ``temporal_mean``, ``temporal_max``,
+    Columns: each rule's label, ``std``, ``n_frames``, ``n_faces``, ``n_crops``, ``temporal_mean``, ``temporal_max``,
     ``centroid_mean``, ``centroid_max``, ``centroid_std``, ``embedding_step``.
     """
     n_videos = len(videos)
@@ -83,6 +83,7 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
     frame_ids = frames[["video", "frame"]].drop_duplicates()
     out["n_frames"] = np.bincount(frame_groups(frame_ids, videos), minlength=n_videos)
     out["n_faces"] = frames.groupby("video")["face"].max().reindex(videos).fillna(0).to_numpy()
+    out["n_crops"] = count
 
     # temporal: one score per frame (the most suspicious face), consecutive frames of a video
     per_frame = frames.groupby(["video", "frame"], sort=True)["score"].max().reset_index()
@@ -119,19 +120,44 @@ def video_rows(frames: pd.DataFrame, embeddings: np.ndarray, rules: list[Rule]) 
 
 def complete(pieces: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
     """Features of disjoint sets of videos as one table over ``names``: NaN for a video without a frame, but
-    0 frames and faces."""
+    0 frames, faces and crops."""
     out = pd.concat(pieces).reindex(names)
-    out[["n_frames", "n_faces"]] = out[["n_frames", "n_faces"]].fillna(0)
+    counts = ["n_frames", "n_faces", "n_crops"]
+    out[counts] = out[counts].fillna(0)
     out.index.name = "video"
     return out
 
 
+def frame_budget(frames: pd.DataFrame, k: int) -> np.ndarray:
+    """(n,) bool: the rows of ``k`` frames per video, evenly spaced over the video's cached frames as the
+    ``linspace`` sampling policy picks them (every face of a kept frame); a video with fewer keeps all.
+    ``frames``: ``video, frame`` sorted by (video, frame)."""
+    from data.sampling import SamplingPolicy
+
+    video = frames["video"].to_numpy()
+    frame = frames["frame"].to_numpy()
+    new_video = np.r_[True, video[1:] != video[:-1]]
+    new_frame = new_video | np.r_[True, frame[1:] != frame[:-1]]
+    video_id = np.cumsum(new_video) - 1
+    rank = np.cumsum(new_frame) - 1                   # the frame's position among its video's frames
+    rank -= rank[np.flatnonzero(new_video)][video_id]
+    n = np.bincount(video_id, weights=new_frame).astype(np.int64)[video_id]    # frames of the row's video
+    policy = SamplingPolicy(frames="linspace", count=k)
+    keep = np.ones(len(frames), bool)
+    for size in np.unique(n[n > k]):                  # the picked positions depend on the frame count alone
+        rows = n == size
+        keep[rows] = np.isin(rank[rows], policy.select_frames(np.arange(size)))
+    return keep
+
+
 @dataclass(frozen=True)
 class PartTask:
-    """One task of the out-of-core pass: a part of a feature file and the rules to apply."""
+    """One task of the out-of-core pass: a part of a feature file, the rules to apply, and the frame budget
+    (0: every cached crop)."""
 
     part: Part
     rules: tuple[Rule, ...]
+    frames: int = 0
 
 
 @dataclass
@@ -144,22 +170,27 @@ class PartVideos:
 def part_videos(task: PartTask) -> PartVideos:
     """The features of a part's videos (a task: plain arguments in, plain tables out)."""
     rows = read_part(task.part)
-    features, means = video_rows(rows.frames, rows.embeddings, list(task.rules))
-    first = np.flatnonzero(~rows.frames["video"].duplicated().to_numpy())
-    return PartVideos(features, means, rows.file_rows[first])
+    frames, embeddings, file_rows = rows.frames, rows.embeddings, rows.file_rows
+    if task.frames:
+        keep = frame_budget(frames, task.frames)
+        frames, embeddings, file_rows = frames[keep].reset_index(drop=True), embeddings[keep], file_rows[keep]
+    features, means = video_rows(frames, embeddings, list(task.rules))
+    first = np.flatnonzero(~frames["video"].duplicated().to_numpy())
+    return PartVideos(features, means, file_rows[first])
 
 
 def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_task: int, executor,
-                    videos_file: Path) -> tuple[pd.DataFrame, np.ndarray]:
+                    videos_file: Path, frames: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """One backbone's video features over ``names`` (as :func:`complete`) and mean embeddings
     (len(names), D) float64, NaN rows for videos without a frame, read a part at a time on ``executor``.
-    Every video of the file must be one of ``names`` (those ``videos_file`` lists)."""
+    Every video of the file must be one of ``names`` (those ``videos_file`` lists). ``frames`` > 0 keeps that
+    many frames per video (:func:`frame_budget`)."""
     file = FeatureFile(path)
     index = pd.Index(names)
     means = np.full((len(names), file.dim), np.nan)
     seen = np.zeros(len(names), bool)
     pieces = {}
-    tasks = [PartTask(part, tuple(rules)) for part in file.parts(rows_per_task)]
+    tasks = [PartTask(part, tuple(rules), frames) for part in file.parts(rows_per_task)]
     for i, got in executor.map(part_videos, tasks, f"{path.stem} video features", unit="part"):
         position = index.get_indexer(got.features.index)
         unknown = np.flatnonzero(position < 0)

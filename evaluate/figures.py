@@ -124,3 +124,48 @@ def draw_all(part: pd.DataFrame, board: pd.DataFrame, methods: list[str], out: P
             "heatmap": rule_heatmap(part, methods, out / f"{key}_rules_heatmap.png"),
             "manipulation": by_manipulation(part, board, min(top, 3), out / f"{key}_manipulation.png")}
     return {k: v for k, v in figs.items() if v}
+
+
+def frame_budget(table: pd.DataFrame, path: Path) -> str:
+    """Test log-loss and AUC against the frames kept per video (log2 axis), one line per method of ``table``
+    (``frame_budget.csv``'s rows), the submitted method with its interval band; the CNN cost on the top axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    shown = table[table["role"].isin(["submitted", "reference", "best rule"])]
+    for metric, ax in zip(("log_loss", "auc"), axes):
+        for method, rows in shown.groupby("method", sort=False):
+            rows = rows.sort_values("frames")
+            submitted = rows["role"].iloc[0] == "submitted"
+            ax.plot(rows["frames"], rows[metric], marker="o", lw=2.2 if submitted else 1.2,
+                    ls="-" if submitted else "--", label=method + (" (submitted)" if submitted else ""))
+            if submitted:
+                ax.fill_between(rows["frames"], rows[f"{metric}_low"], rows[f"{metric}_high"], alpha=0.2)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(table["frames"].unique())
+        last = table.loc[table["all_frames"], "frames"].max()
+        ax.set_xticks(ticks, [f"{k}\n(all)" if k == last else str(k) for k in ticks])
+        ax.set(xlabel="frames kept per video", ylabel="test " + ("log-loss" if metric == "log_loss" else "AUC"))
+        cost = table.drop_duplicates("frames").set_index("frames")["cnn_seconds_per_video"]
+        if cost.notna().all():
+            top = ax.secondary_xaxis("top")
+            top.set_xticks(ticks, [f"{cost[k] * 1000:.0f} ms" for k in ticks], fontsize=7)
+            top.set_xlabel("CNN cost per video", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Frame budget: every combiner refit with k frames per video (test split)", fontsize=10)
+    return _save(fig, path)
+
+
+def ablation(table: pd.DataFrame, path: Path) -> str:
+    """Horizontal bars: test log-loss without a backbone minus with all (``ablation.csv``'s rows), with the
+    paired-bootstrap intervals."""
+    labels = [f"{r.method} without {r.without}" for r in table.itertuples()]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
+    y = np.arange(len(table))[::-1]
+    diff = table["difference"].to_numpy()
+    err = np.vstack([diff - table["difference_low"].to_numpy(), table["difference_high"].to_numpy() - diff])
+    ax.barh(y, diff, xerr=err, color=np.where(diff > 0, "tab:red", "tab:blue"), alpha=0.7, capsize=3)
+    ax.axvline(0, c="grey", lw=1)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set(xlabel="test log-loss without the backbone − with every backbone (> 0: it helped)",
+           title="Backbone ablation (95 % paired family bootstrap)")
+    return _save(fig, path)

@@ -4,8 +4,10 @@ Reads ``data/predictions/<NAME>/videos.parquet`` (``video, split, label, fold, f
 ``manipulation``, then one ``<a>/<b>`` column per method) and ``fit.json`` beside it. Two parts, never mixed:
 the labelled ``test`` split, and the ``blend`` split's out-of-fold predictions. Intervals come from a
 family-grouped bootstrap. Writes ``reports/<NAME>/report.md`` with its figures, ``leaderboard.csv``,
-``metrics.json`` (test) and ``metrics_blend_oof.json`` (blend OOF); each file is written to a temporary name and
-renamed, ``metrics.json`` last (the Make target), so a killed run is redone by the next ``make report``.
+``metrics.json`` (test) and ``metrics_blend_oof.json`` (blend OOF); where ``ensemble protocols`` has run, also
+``frame_budget.csv``, ``ablation.csv`` and their figures (``evaluate.protocols``). Each file is written to a
+temporary name and renamed, ``metrics.json`` last (the Make target), so a killed run is redone by the next
+``make report``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .metrics import (
     roc_auc,
 )
 from .predictions import load_predictions
+from .protocols import protocol_sections
 from .settings import load_settings
 
 PARTS = {"test": "test split", "blend": "blend split, out-of-fold"}
@@ -183,7 +186,8 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
              f"95 % intervals: {n_boot} bootstrap resamples of whole families (a REAL original and all its fakes), "
              "so related videos move together. Balanced log-loss is the mean of the FAKE and REAL halves. EER: equal "
              f"error rate. ECE: expected calibration error over {bins} equal-width bins. Accuracy uses P(FAKE) > 0.5.",
-             "", "## Data", "", summary_table(table), ""] + sections
+             "", "## Data", "", summary_table(table), ""] + sections + \
+        protocol_sections(predictions, out, n_boot, seed)
     with atomic_path(out / "report.md") as tmp:
         write_text(tmp, "\n".join(lines) + "\n")
     csv = pd.concat([b.assign(split=k).reset_index() for k, b in boards.items()]) if boards else pd.DataFrame()

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from common.atomic import atomic_path
+from common.atomic import atomic_path, write_json
 from common.errors import DataError
 from common.executor import Executor, LocalExecutor
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
@@ -363,6 +363,11 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
         seconds = time.perf_counter() - start
         _warn_unreadable(path for r in reports for path in r.unreadable)
         print(_summary(spec.name, reports, len(mine) - len(todo), seconds, ex.label))
+        crops = sum(r.crops for r in reports)
+        if crops:          # the measured cost the frame-budget protocol reports (crops of this run only)
+            write_json(out_dir / f"{spec.name}.throughput.json",
+                       {"backbone": spec.name, "crops": crops, "seconds": round(seconds, 3),
+                        "frames_per_s": crops / max(seconds, 1e-9), "executor": ex.label, "runtime": runtime})
     missing = [k for k in range(len(bounds)) if not chunk_path(chunk_dir, k).exists()]
     if missing:
         print(f"{spec.name}: shard {shard.index + 1}/{shard.count} done; {len(missing)} chunks left to other "

@@ -10,7 +10,7 @@ from conftest import run_cli
 STAGES = {
     "data": ["synth", "prepare", "faces", "sheet", "bench"],
     "extract": ["train", "features", "merge", "bench"],
-    "ensemble": ["fit", "blend", "bench"],
+    "ensemble": ["fit", "protocols", "blend", "bench"],
     "evaluate": ["report", "seeds", "score", "validate", "submission", "predict"],
 }
 

@@ -40,6 +40,10 @@ def _all_settings(config):
     ("[ensemble]\nrules = ['mean', 'median', 'mean']\n", "rules = ['mean', 'median', 'mean'], expected a non-empty"),
     ("[ensemble]\npca_components = -1\n", "[ensemble]: pca_components = -1"),
     ("[evaluate]\nbootstrap = 0\n", "[evaluate]: bootstrap = 0"),
+    ("[ensemble.protocols]\nframe_budgets = [4, 2]\n", "[ensemble.protocols]: frame_budgets = [4, 2], expected a "
+                                                          "non-empty increasing list of integers"),
+    ("[ensemble.protocols]\nframe_budgets = [0, 2]\n", "frame_budgets = [0, 2]"),
+    ("[ensemble.protocols]\nablation = 1\n", "[ensemble.protocols]: ablation = 1, expected true or false"),
     ("[synth]\nfakes_per_original = 'many'\n", "[synth]: fakes_per_original = 'many'"),
     ("[faces]\nmargin = -0.5\n", "[faces]: margin = -0.5"),
     ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),

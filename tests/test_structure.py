@@ -36,7 +36,7 @@ def test_no_stage_imports_a_later_stage_or_the_ingest_module(package):
 
 def test_the_ensemble_and_the_reports_load_without_tensorflow():
     code = ("import sys, ensemble.fit, ensemble.saved, ensemble.blend, evaluate.report, evaluate.submission, "
-            "evaluate.score, extract.cache, ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__; "
+            "evaluate.score, ensemble.protocols, evaluate.protocols, extract.cache, ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -1,0 +1,162 @@
+"""`ensemble protocols` and the report's frame-budget and ablation sections, on a synthetic frame table."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.config import load_config
+from common.errors import DataError
+from common.metrics import log_loss
+from data.sampling import SamplingPolicy
+from ensemble import protocols
+from ensemble.fit import run_fit
+from ensemble.protocols import run_protocols
+from ensemble.video_features import frame_budget
+from evaluate.report import run_report
+from test_ensemble import BACKBONES, make_inputs
+
+BUDGETS = [1, 4]
+
+
+def small_config():
+    config = load_config()
+    config["extract"]["backbones"] = BACKBONES
+    config["ensemble"]["protocols"]["frame_budgets"] = BUDGETS
+    config["evaluate"]["bootstrap"] = 200
+    config["ensemble"]["nested"] = False     # the nested figure changes blend rows only; these tests score test rows
+    return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protocols")
+    videos = make_inputs(root)
+    for b, fps in zip(BACKBONES, (400.0, 100.0)):
+        (root / "features" / f"{b}.throughput.json").write_text(json.dumps({"frames_per_s": fps}))
+    config = small_config()
+    out, _ = run_fit(config, root / "interim", root / "features", root / "pred", root / "models")
+    report = run_protocols(config, root / "interim", root / "features", root / "pred")
+    return root, videos, out, report
+
+
+def test_frame_budget_keeps_what_the_sampling_policy_picks():
+    rng = np.random.default_rng(3)
+    rows = []
+    for v in range(40):
+        frames = np.sort(rng.choice(300, rng.integers(1, 40), replace=False))
+        for f in frames:
+            rows += [(f"v{v:02d}", f, face) for face in range(1, rng.integers(1, 3) + 1)]
+    table = pd.DataFrame(rows, columns=["video", "frame", "face"])
+    for k in (1, 2, 5, 32):
+        keep = frame_budget(table, k)
+        policy = SamplingPolicy(frames="linspace", count=k)
+        for video, g in table.groupby("video"):
+            kept = set(g.loc[keep[g.index], "frame"])
+            assert kept == set(policy.select_frames(np.unique(g["frame"])).tolist()), (video, k)
+            assert keep[g.index].sum() == g["frame"].isin(kept).sum()      # every face of a kept frame
+
+
+def test_protocol_tables_refit_every_budget_and_backbone(run):
+    root, videos, out, report = run
+    budget = pd.read_parquet(root / "pred/frame_budget.parquet")
+    most = int(videos["n_frames"].max())
+    assert sorted(budget["frames"].unique()) == [0] + [k for k in BUDGETS if k < most]
+    assert report["frame_budget"]["budgets"] == [1, 4, 0]
+    # every cached crop: the test rows are the fit's own (the nested figure only changes blend rows)
+    full = budget[budget["frames"] == 0].reset_index(drop=True)
+    test = (out["split"] == "test").to_numpy()
+    for method in ["cnn_a/mean", "blend/weighted", "stack/logistic", "stack/lightgbm", "stack/chosen"]:
+        np.testing.assert_allclose(full.loc[test, method], out.loc[test, method], err_msg=method)
+    # at one frame a video's mean rule is the score of its first cached frame (linspace picks index 0)
+    one = budget[budget["frames"] == 1].set_index("video")
+    frames = pd.read_parquet(root / "features/cnn_a.parquet").sort_values(["video", "frame"])
+    first = frames.groupby("video")["score"].first()
+    np.testing.assert_allclose(one.loc[first.index, "cnn_a/mean"], first.to_numpy(), rtol=1e-6)
+    # the CNN cost: crops per video through each backbone at its measured frames/s
+    crops = report["frame_budget"]["crops_per_video"]
+    assert crops["1"]["cnn_a"] == pytest.approx(1.0)
+    assert report["frame_budget"]["seconds_per_video"]["1"] == pytest.approx(1 / 400 + 1 / 100)
+    assert crops["4"]["cnn_a"] < crops["0"]["cnn_a"] <= most
+
+
+def test_ablation_is_the_fit_on_the_other_backbone(run, tmp_path):
+    root, _, _, report = run
+    ablation = pd.read_parquet(root / "pred/ablation.parquet")
+    assert sorted(ablation["without"].unique()) == sorted(["none", *BACKBONES])
+    alone, _ = run_fit(small_config(), root / "interim", root / "features", tmp_path / "pred", tmp_path / "models",
+                       ["cnn_b"])
+    mine = ablation[ablation["without"] == "cnn_a"].reset_index(drop=True)
+    assert mine["cnn_a/mean"].isna().all()
+    test = (alone["split"] == "test").to_numpy()
+    for method in ["stack/logistic", "stack/lightgbm", "blend/weighted"]:
+        np.testing.assert_allclose(mine.loc[test, method], alone.loc[test, method], err_msg=method)
+    assert report["ablation"]["chosen"]["cnn_a"] == json.loads((tmp_path / "pred/fit.json").read_text())[
+        "chosen"]["method"]
+
+
+def test_a_killed_run_resumes_with_the_same_tables(run, tmp_path, monkeypatch):
+    root = run[0]
+    work = tmp_path / "w"
+    shutil.copytree(root / "interim", work / "interim")
+    shutil.copytree(root / "features", work / "features")
+    (work / "pred").mkdir()
+    shutil.copy(root / "pred/videos.parquet", work / "pred/videos.parquet")
+    real, calls = protocols.fit_variant, []
+
+    def dies_on_the_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(protocols, "fit_variant", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocols(small_config(), work / "interim", work / "features", work / "pred")
+    assert not (work / "pred/protocols.json").exists()
+    assert len(list((work / "pred/.protocols").glob("*.json"))) == 3         # the key and two variants
+    calls.clear()
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: (calls.append(1), real(*args))[1])
+    run_protocols(small_config(), work / "interim", work / "features", work / "pred")
+    assert len(calls) == 3                                                     # five variants, two kept
+    for name in ("frame_budget.parquet", "ablation.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(work / "pred" / name), pd.read_parquet(root / "pred" / name))
+    assert not (work / "pred/.protocols").exists()
+
+
+def test_report_writes_the_protocol_tables_and_figures(run):
+    root, _, out, _ = run
+    config = small_config()
+    run_report(config, root / "pred", root / "reports", "toy")
+    budget = pd.read_csv(root / "reports/frame_budget.csv")
+    assert list(budget.columns) == ["frames", "all_frames", "method", "role", "chosen_method", "n_videos",
+                                    "crops_per_video", "cnn_seconds_per_video", "log_loss", "log_loss_low",
+                                    "log_loss_high", "auc", "auc_low", "auc_high"]
+    test = out[(out["split"] == "test") & out["label"].notna()]
+    submitted = budget[(budget["role"] == "submitted") & budget["all_frames"]].iloc[0]
+    assert submitted["log_loss"] == pytest.approx(log_loss(test["label"].to_numpy(float), test["stack/chosen"]))
+    assert (budget["log_loss_low"] <= budget["log_loss"]).all() and (budget["log_loss"] <= budget["log_loss_high"]).all()
+    assert set(budget.loc[budget["role"] == "best rule", "method"].str.split("/").str[0]) == set(BACKBONES)
+    ablation = pd.read_csv(root / "reports/ablation.csv")
+    np.testing.assert_allclose(ablation["difference"], ablation["log_loss_without"] - ablation["log_loss_full"])
+    assert set(ablation["without"]) == set(BACKBONES) and "stack/chosen" in set(ablation["method"])
+    text = (root / "reports/report.md").read_text()
+    assert "## Frame budget" in text and "## Backbone ablation" in text
+    assert (root / "reports/frame_budget.png").stat().st_size > 0 and (root / "reports/ablation.png").exists()
+
+
+def test_damaged_protocol_files_are_one_line_and_no_report(run, tmp_path):
+    root = run[0]
+    pred = tmp_path / "pred"
+    shutil.copytree(root / "pred", pred)
+    (pred / "protocols.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="protocols.json: expected a JSON object"):
+        run_report(small_config(), pred, tmp_path / "r", "toy")
+    shutil.copy(root / "pred/protocols.json", pred / "protocols.json")
+    table = pd.read_parquet(pred / "frame_budget.parquet")
+    table.loc[7, "stack/chosen"] = 1.5
+    table.to_parquet(pred / "frame_budget.parquet")
+    with pytest.raises(DataError, match=r"frame_budget.parquet: .*row 7.*stack/chosen"):
+        run_report(small_config(), pred, tmp_path / "r", "toy")
+    assert not (tmp_path / "r/metrics.json").exists()
