@@ -45,7 +45,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_protocols(args: argparse.Namespace) -> int:
-    from .protocols import run_protocols
+    from .protocols import FULL, run_protocols
 
     config = load_config(args.config)
     name = check_name(args.name)
@@ -58,7 +58,7 @@ def cmd_protocols(args: argparse.Namespace) -> int:
         print(f"frames {k or 'all'}: chosen {budget['chosen'][str(k)]}{cost}")
     if report["ablation"]:
         for b, method in report["ablation"]["chosen"].items():
-            print(f"{'full ensemble' if not b else 'without ' + b}: chosen {method}")
+            print(f"{'every backbone' if b == FULL else 'without ' + b}: chosen {method}")
     print(f"wrote {Path(args.out) / name}/frame_budget.parquet, {'ablation.parquet, ' if report['ablation'] else ''}"
           "protocols.json")
     return 0

@@ -151,7 +151,7 @@ def frame_budget(table: pd.DataFrame, path: Path) -> str:
             top.set_xlabel("CNN cost per video", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Frame budget: every combiner refit with k frames per video (test split)", fontsize=10)
+    fig.suptitle("Frame budget: every combiner refit with k frames per video (test split)", fontsize=10, y=1.06)
     return _save(fig, path)
 
 

@@ -36,7 +36,8 @@ def run(tmp_path_factory):
     for b, fps in zip(BACKBONES, (400.0, 100.0)):
         (root / "features" / f"{b}.throughput.json").write_text(json.dumps({"frames_per_s": fps}))
     config = small_config()
-    out, _ = run_fit(config, root / "interim", root / "features", root / "pred", root / "models")
+    out, fit = run_fit(config, root / "interim", root / "features", root / "pred", root / "models")
+    out["stack/chosen"] = out[fit["best_method"]]        # what the nested fit's column holds on test rows
     report = run_protocols(config, root / "interim", root / "features", root / "pred")
     return root, videos, out, report
 
