@@ -9,9 +9,12 @@ Only the labelled test split is scored; everything compared was fitted and chose
   method chosen on the blend split at that budget, named in ``chosen_method``; ``combiner``: a learned combiner;
   ``reference``: ``blend/mean``, nothing learned; ``best rule``: each backbone's rule with the lowest blend-split
   log-loss on every cached crop, the same rule at every budget), ``chosen_method``, ``n_videos``,
-  ``crops_per_video`` (mean over the videos with a crop, summed over the backbones), ``cnn_seconds_per_video``
-  (those crops through every backbone at the frames/s ``extract features`` measured; empty without a record),
-  ``log_loss``, ``log_loss_low``, ``log_loss_high``, ``auc``, ``auc_low``, ``auc_high`` (95 % family bootstrap).
+  ``crops_per_video`` (mean over the videos with a crop; every backbone scores the same crops),
+  ``cnn_seconds_per_video`` (those crops through every backbone at the frames/s ``extract features`` measured;
+  empty without a record),
+  ``log_loss``, ``log_loss_low``, ``log_loss_high``, ``auc``, ``auc_low``, ``auc_high`` (95 % family bootstrap),
+  ``difference_to_all`` (log-loss at this budget − the same method's with every crop) and its 95 % paired
+  family-bootstrap bounds ``difference_to_all_low``, ``difference_to_all_high``.
 
 ``ablation.csv``, one row per (learned method, backbone left out):
   ``method``, ``without``, ``chosen_method`` (for ``stack/chosen``: the method chosen without it), ``n_videos``,
@@ -104,23 +107,30 @@ def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFra
     roles = {CHOSEN: "submitted", REFERENCE: "reference", **{m: "best rule" for m in rules},
              **{m: "combiner" for m in learned if m != CHOSEN}}
     test = _test(table)
+    full = test[test["frames"] == 0].set_index("video")
+    if full["label"].nunique() < 2:
+        raise DataError(f"{folder}/frame_budget.parquet: frames 0 (every crop): the test split needs labelled FAKE "
+                        "and REAL videos")
+    y, groups = full["label"].to_numpy(np.float64), full["family"].to_numpy()
+    indices = grouped_bootstrap_indices(groups, n_boot, seed)      # the same replicates at every budget: paired
     rows = []
     for k in budgets:
-        part = test[test["frames"] == k]
-        if part["label"].nunique() < 2:
-            raise DataError(f"{folder}/frame_budget.parquet: frames {k}: the test split needs labelled FAKE and "
-                            "REAL videos")
-        y, groups = part["label"].to_numpy(np.float64), part["family"].to_numpy()
-        indices = grouped_bootstrap_indices(groups, n_boot, seed)
+        part = test[test["frames"] == k].set_index("video").reindex(full.index)
+        if part["split"].isna().any():
+            raise DataError(f"{folder}/frame_budget.parquet: frames {k}: not the same test videos as frames 0")
         crops = (budget.get("crops_per_video") or {}).get(str(k)) or {}
         seconds = (budget.get("seconds_per_video") or {}).get(str(k))
         for method, role in roles.items():
+            p = part[method].to_numpy(np.float64)
+            gap = paired_bootstrap(y, p, full[method].to_numpy(np.float64), groups, log_loss, indices=indices)
             rows.append({"frames": int(k) if k else int(budget.get("most_frames", 0)), "all_frames": k == 0,
                          "method": method, "role": role,
                          "chosen_method": (budget.get("chosen") or {}).get(str(k)) if method == CHOSEN else "",
-                         "n_videos": len(part), "crops_per_video": float(sum(crops.values())) if crops else math.nan,
+                         "n_videos": len(part),
+                         "crops_per_video": float(np.mean(list(crops.values()))) if crops else math.nan,
                          "cnn_seconds_per_video": math.nan if seconds is None else float(seconds),
-                         **_score(y, part[method].to_numpy(np.float64), groups, indices)})
+                         **_score(y, p, groups, indices), "difference_to_all": gap["diff"],
+                         "difference_to_all_low": gap["ci"][0], "difference_to_all_high": gap["ci"][1]})
     return pd.DataFrame(rows)
 
 
@@ -187,13 +197,14 @@ def _budget_text(table: pd.DataFrame, info: dict, figure: str) -> list[str]:
               "frame), the rules are recomputed and every combiner is refit and chosen again on the blend split with "
               "the same budget. Nothing is re-extracted. The CNN cost is the crops through every backbone at the "
               "frames/s `extract features` measured (face detection not included). Full table: `frame_budget.csv`."),
-             "", "| frames | crops/video | CNN ms/video | submitted (chosen) | log-loss | 95 % CI | AUC |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| frames | crops/video | CNN ms/video | submitted (chosen) | log-loss | 95 % CI | AUC | "
+             "− all frames (paired 95 % CI) |", "|---|---|---|---|---|---|---|---|"]
     for r in sub.itertuples():
         frames = f"{r.frames} (all)" if r.all_frames else str(r.frames)
         cost = "–" if r.cnn_seconds_per_video != r.cnn_seconds_per_video else f"{r.cnn_seconds_per_video * 1000:.1f}"
         lines.append(f"| {frames} | {r.crops_per_video:.1f} | {cost} | `{r.chosen_method}` | {r.log_loss:.4f} | "
-                     f"[{r.log_loss_low:.3f}, {r.log_loss_high:.3f}] | {r.auc:.3f} |")
+                     f"[{r.log_loss_low:.3f}, {r.log_loss_high:.3f}] | {r.auc:.3f} | {r.difference_to_all:+.4f} "
+                     f"[{r.difference_to_all_low:+.4f}, {r.difference_to_all_high:+.4f}] |")
     return lines + ["", f"![frame budget]({figure})", "",
                     ("*Test log-loss and AUC against the frames kept per video, with 95 % family-bootstrap intervals "
                      "for the submitted method; the top axis gives the CNN cost per video at that budget.*"), ""]

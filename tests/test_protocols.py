@@ -133,12 +133,16 @@ def test_report_writes_the_protocol_tables_and_figures(run):
     budget = pd.read_csv(root / "reports/frame_budget.csv")
     assert list(budget.columns) == ["frames", "all_frames", "method", "role", "chosen_method", "n_videos",
                                     "crops_per_video", "cnn_seconds_per_video", "log_loss", "log_loss_low",
-                                    "log_loss_high", "auc", "auc_low", "auc_high"]
+                                    "log_loss_high", "auc", "auc_low", "auc_high", "difference_to_all",
+                                    "difference_to_all_low", "difference_to_all_high"]
     test = out[(out["split"] == "test") & out["label"].notna()]
     submitted = budget[(budget["role"] == "submitted") & budget["all_frames"]].iloc[0]
     assert submitted["log_loss"] == pytest.approx(log_loss(test["label"].to_numpy(float), test["stack/chosen"]))
     assert (budget["log_loss_low"] <= budget["log_loss"]).all() and (budget["log_loss"] <= budget["log_loss_high"]).all()
     assert set(budget.loc[budget["role"] == "best rule", "method"].str.split("/").str[0]) == set(BACKBONES)
+    every = budget[budget["all_frames"]].set_index("method")["log_loss"]
+    np.testing.assert_allclose(budget["difference_to_all"], budget["log_loss"] - every[budget["method"]].to_numpy())
+    assert (budget.loc[budget["all_frames"], "difference_to_all"] == 0).all()
     ablation = pd.read_csv(root / "reports/ablation.csv")
     np.testing.assert_allclose(ablation["difference"], ablation["log_loss_without"] - ablation["log_loss_full"])
     assert set(ablation["without"]) == set(BACKBONES) and "stack/chosen" in set(ablation["method"])
