@@ -9,6 +9,7 @@ import pytest
 from common.config import load_config
 from common.errors import DataError
 from common.metrics import log_loss
+from conftest import run_cli
 from data.sampling import SamplingPolicy
 from ensemble import protocols
 from ensemble.fit import run_fit
@@ -165,3 +166,23 @@ def test_damaged_protocol_files_are_one_line_and_no_report(run, tmp_path):
     with pytest.raises(DataError, match=r"frame_budget.parquet: .*row 7.*stack/chosen"):
         run_report(small_config(), pred, tmp_path / "r", "toy")
     assert not (tmp_path / "r/metrics.json").exists()
+
+
+def test_protocols_cli_errors_are_one_line(run, tmp_path):
+    root = run[0]
+    flags = ["--interim", str(root / "interim"), "--features", str(root / "features")]
+    res = run_cli("ensemble", "protocols", "--name", "toy", *flags, "--out", str(tmp_path))
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "toy" in res.stderr
+    (tmp_path / "user.toml").write_text("[extract]\nbackbones = ['cnn_a', 'cnn_b']\n"
+                                        "[ensemble.protocols]\nframe_budgets = [3, 3]\n")
+    res = run_cli("ensemble", "protocols", "--name", "pred", *flags, "--out", str(root),
+                  "--config", str(tmp_path / "user.toml"))
+    assert res.returncode != 0 and "frame_budgets = [3, 3]" in res.stderr and len(res.stderr.splitlines()) == 1
+    (root / "features" / "cnn_a.throughput.json").rename(tmp_path / "saved.json")
+    try:
+        (root / "features" / "cnn_a.throughput.json").write_text('{"frames_per_s": -3}')
+        with pytest.raises(DataError, match=r"cnn_a.throughput.json: frames_per_s = -3"):
+            protocols.throughput(root / "features", "cnn_a")
+    finally:
+        (tmp_path / "saved.json").replace(root / "features" / "cnn_a.throughput.json")
