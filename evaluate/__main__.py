@@ -118,11 +118,17 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     methods = metrics["methods"]
     print(f"{args.name} scored by the models of {args.models}: {metrics['n_videos']} labelled videos, nothing fitted "
           f"on {args.name} ({seconds:.1f} s)")
-    for method in dict.fromkeys([submitted, metrics["best_method"]]):
+    rules = [m for m in methods if not m.startswith(("blend/", "stack/"))]      # in log-loss order
+    roles = {}
+    for method, role in ((submitted, "submitted"), (metrics["best_method"], "best here"),
+                         (rules[0] if rules else None, "best <backbone>/<rule> here")):
+        if method is not None:
+            roles.setdefault(method, []).append(role)
+    for method, role in roles.items():
         m = methods[method]
         lo, hi = m["log_loss_ci"]
-        print(f"{method:<28} log-loss {m['log_loss']:.4f} [{lo:.4f}, {hi:.4f}]  AUC {m['auc']:.3f}"
-              f"{'  (submitted)' if method == submitted else '  (best here)'}")
+        print(f"{method:<28} log-loss {m['log_loss']:.4f} [{lo:.4f}, {hi:.4f}]  AUC {m['auc']:.3f}  "
+              f"({', '.join(role)})")
     print(f"wrote {out}/report.md, leaderboard.csv, metrics.json and figures")
     return 0
 

@@ -183,9 +183,10 @@ def _fmt(x: float) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
-def gap_table(board: pd.DataFrame, test: pd.DataFrame, methods: list[str]) -> str:
-    """Each method's log-loss and AUC on A's own test split beside its figures on B, in B's leaderboard order."""
-    lines = ["| method | log-loss on A's test | log-loss here | change | AUC on A's test | AUC here |",
+def gap_table(board: pd.DataFrame, test: pd.DataFrame, methods: list[str], models: str) -> str:
+    """Each method's log-loss and AUC on the test split of ``models`` (A) beside its figures here (B's
+    leaderboard ``board``), in the leaderboard's order."""
+    lines = [f"| method | log-loss on `{models}` test | log-loss here | change | AUC on `{models}` test | AUC here |",
              "|---|---|---|---|---|---|"]
     y = test["label"].to_numpy(np.float64)
     for m, r in board.iterrows():
@@ -216,11 +217,11 @@ def transfer_report(config: dict, folder: Path, out: Path, own: Path | None = No
                             title=f"every labelled video of `{name}`, whatever its split there",
                             prior_source=f"the FAKE share of `{models}`'s blend split, the models' prior")
     test = _own_test(own) if own is not None else None
-    gap = ["## Against the models' own test split", "",
-           (f"Each method on `{models}`'s own test split (its report) and here; change = here − there. A method "
-            "that generalises keeps its figure; calibration usually suffers first (log-loss rises faster than AUC "
-            "falls)."),
-           "", gap_table(board, test, methods), ""] if test is not None else []
+    gap = [f"## Against `{models}`'s own test split", "",
+           (f"Each method on the test split of `{models}` (the data its models were made for; its own report) and "
+            f"here, in this leaderboard's order; change = here − there. What a method loses here is what its "
+            f"figure on `{models}` promised and `{name}` did not keep."),
+           "", gap_table(board, test, methods, models), ""] if test is not None else []
     lines = [f"# Transfer report: the models of `{models}` on `{name}`", "",
              (f"Every video of `{name}` scored by the backbones and the saved ensemble of `{models}`: nothing was "
               f"trained, fitted, calibrated or chosen on `{name}` (its splits are ignored; none of its videos, "

@@ -89,7 +89,7 @@ def test_transfer_scores_every_labelled_video_with_the_models_methods(transferre
     text = (out / "report.md").read_text()
     assert "nothing was trained, fitted, calibrated or chosen on `b`" in text and "](all_reliability.png)" in text
     fit = json.loads((root / "predictions/a/fit.json").read_text())
-    assert f"P(FAKE) = {fit['prior']:.3f}" in text and "Against the models' own test split" in text
+    assert f"P(FAKE) = {fit['prior']:.3f}" in text and "Against `a`'s own test split" in text
     assert (out / "all_reliability.png").exists() and (out / "all_roc.png").exists()
     meta = json.loads((root / "predictions/b_from_a/transfer.json").read_text())
     assert meta["models"] == "a" and meta["dataset"] == "b" and meta["best_method"] == fit["best_method"]
