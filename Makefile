@@ -4,6 +4,7 @@
 #   make test                        set up .venv and run the tests
 #   EXECUTOR=dask SCHEDULER=tcp://host:8786 (or local:N) runs faces, features and ensemble chunks on Dask
 #   make report SEEDS=3              also trains and fits with 2 more seeds (same data), for the seed spread
+#   make transfer FROM=A NAME=B      scores dataset B (prepared from DATA first if need be) with A's models
 
 NAME     ?= synthetic
 CONFIG   ?= configs/default.toml
@@ -29,7 +30,7 @@ SEED_PREDICT := $(foreach k,$(SEED_RUNS),data/seeds/$(k)/predictions/$(NAME)/vid
 DATA_DEPS := $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/metadata.csv,\
 	$(wildcard $(DATA) $(addsuffix /metadata*.csv,$(DATA)) $(addsuffix /metadata*.json,$(DATA))))
 
-.PHONY: all setup data faces features ensemble protocols report submission test bench bench-dask bench-scale clean FORCE
+.PHONY: all setup data faces features ensemble protocols report submission transfer test bench bench-dask bench-scale clean FORCE
 .DELETE_ON_ERROR:
 
 all: report submission
@@ -99,6 +100,27 @@ $(REPORTS)/submission.csv: $(PREDICT)/videos.parquet
 	$(PYTHON) -m evaluate submission --name $(NAME) --config $(CONFIG)
 
 submission: $(REPORTS)/submission.csv
+
+# Cross-dataset transfer: every video of NAME scored by the backbones and saved ensemble of FROM, nothing fitted on
+# NAME. NAME is prepared from DATA when its tables are missing; its feature cache under FROM's models
+# (data/features/NAME_from_FROM) resumes after a kill. Refused when NAME shares videos or families with FROM's
+# training videos.
+FROM     ?=
+TRANSFER := reports/$(NAME)_from_$(FROM)
+ifneq ($(filter transfer,$(MAKECMDGOALS)),)
+ifeq ($(FROM),)
+$(error usage: make transfer FROM=<dataset whose models score> NAME=<dataset to score> [DATA=<its face crops>])
+endif
+ifeq ($(wildcard models/$(FROM)/ensemble/ensemble.json),)
+$(error models/$(FROM): no saved ensemble; run 'make ensemble NAME=$(FROM)' first)
+endif
+endif
+
+$(TRANSFER)/metrics.json: $(INTERIM)/videos.parquet models/$(FROM)/ensemble/ensemble.json \
+		$(wildcard models/$(FROM)/*.keras)
+	$(PYTHON) -m evaluate transfer --models $(FROM) --name $(NAME) --config $(CONFIG) $(RUN_ON)
+
+transfer: $(TRANSFER)/metrics.json
 
 test: $(SETUP)
 	$(PYTHON) -m pytest -n auto --dist loadfile

@@ -1,7 +1,8 @@
 """The saved ensemble, ``models/<NAME>/ensemble/``: written by ``ensemble fit``, applied to new videos by
 ``evaluate predict``. Everything is JSON or LightGBM text, read back without pickle or code execution.
 
-Files: ``ensemble.json`` (backbones, rules, prior, PCA, best method), then per learned method ``<a>_<b>.json``
+Files: ``ensemble.json`` (backbones, rules, prior, PCA, best method), ``training_videos.json`` (the blend
+split's videos: ``data.training_videos``), then per learned method ``<a>_<b>.json``
 (the combiner's parameters and its calibrator) and, for LightGBM, ``<a>_<b>.txt`` (the trees). The plain mean
 (``blend_mean.json``) has only a calibrator.
 """
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from common.atomic import atomic_dir, write_json, write_text
 from common.errors import DataError
+from data.training_videos import RECORD_FILE, write_record
 
 from .calibration import Calibrator
 from .rules import Rule
@@ -40,9 +43,12 @@ def read_strict_json(path: Path):
     return json.loads(path.read_text(), parse_constant=_refuse_constant)
 
 
-def write_ensemble(folder: Path, saved: dict, meta: dict) -> None:
-    """Replace ``folder`` whole with ``saved`` ({method: (combiner or None, calibrator)}) and ``meta``."""
+def write_ensemble(folder: Path, saved: dict, meta: dict, record: dict | None = None) -> None:
+    """Replace ``folder`` whole with ``saved`` ({method: (combiner or None, calibrator)}), ``meta`` and the record
+    of the videos the combiners learned from (``data.training_videos``)."""
     with atomic_dir(folder) as tmp:
+        if record is not None:
+            write_record(tmp / RECORD_FILE, record)
         for name, (model, calibrator) in saved.items():
             stem = name.replace("/", "_")
             obj = {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()}
@@ -128,13 +134,21 @@ class SavedEnsemble:
         self.folder = folder
 
     def methods(self) -> list[str]:
-        saved = [p.stem.replace("_", "/", 1) for p in sorted(self.folder.glob("*.json")) if p.name != META_FILE]
+        saved = [p.stem.replace("_", "/", 1) for p in sorted(self.folder.glob("*.json"))
+                 if p.name not in (META_FILE, RECORD_FILE)]
         return rule_columns(self.backbones, self.rules) + saved
 
     def predict(self, names: list[str], frames: dict, method: str) -> np.ndarray:
         """(len(names),) P(FAKE) of each video by ``method``; ``frames``: {backbone: (frame table, embeddings)}."""
-        if method not in self.methods():
-            raise DataError(f"{self.folder}: no method {method!r} (have: {', '.join(self.methods())})")
+        return self.predict_many(names, frames, [method])[method].to_numpy()
+
+    def predict_many(self, names: list[str], frames: dict, methods: list[str]) -> pd.DataFrame:
+        """P(FAKE) of each video of ``names`` by each of ``methods``: a table (len(names), len(methods)), the
+        video features computed once. ``frames``: {backbone: (frame table (n rows: video, frame, face, score),
+        embeddings (n, D))}; a video without a frame in any backbone gets the prior."""
+        missing = [m for m in methods if m not in self.methods()]
+        if missing:
+            raise DataError(f"{self.folder}: no method {missing[0]!r} (have: {', '.join(self.methods())})")
         rule_cols = rule_columns(self.backbones, self.rules)
         mine = {}
         for b in self.backbones:
@@ -143,18 +157,22 @@ class SavedEnsemble:
             table, emb = frames[b]
             keep = table["video"].isin(names).to_numpy()
             mine[b] = (table[keep].reset_index(drop=True), emb[keep])
+        out = {}
         try:
             X = fill_rules(video_table(names, mine, self.rules, self.pcas), rule_cols, self.prior)
-            if method in rule_cols:
-                pred = X[method].to_numpy(np.float64)
-            else:
-                model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
-                raw = plain_mean(X, self.backbones) if model is None else model.predict_proba(X)[:, 1]
-                pred = calibrator.transform(raw)
+            seen = has_frames(X, self.backbones)
+            for method in methods:
+                if method in rule_cols:
+                    pred = X[method].to_numpy(np.float64)
+                else:
+                    model, calibrator = load_stacker(self.folder / method.replace("/", "_"))
+                    raw = plain_mean(X, self.backbones) if model is None else model.predict_proba(X)[:, 1]
+                    pred = calibrator.transform(raw)
+                out[method] = np.where(seen, pred, self.prior)
         except (ValueError, KeyError, TypeError, IndexError) as e:   # shapes or columns of a damaged model
             raise DataError(f"{self.folder}: the saved ensemble does not fit these features ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:160]}); refit it with 'make ensemble'") from None
-        pred = np.where(has_frames(X, self.backbones), pred, self.prior)
-        if not np.isfinite(pred).all():
-            raise DataError(f"{self.folder}: {method} predicts NaN; refit the ensemble with 'make ensemble'")
-        return pred
+        for method, pred in out.items():
+            if not np.isfinite(pred).all():
+                raise DataError(f"{self.folder}: {method} predicts NaN; refit the ensemble with 'make ensemble'")
+        return pd.DataFrame(out, index=pd.RangeIndex(len(names)))

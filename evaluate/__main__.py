@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from common.cli import (
+    FEATURES,
+    INTERIM,
     MODELS,
     PREDICTIONS,
     REPORTS,
@@ -17,6 +19,7 @@ from common.cli import (
     run,
 )
 from common.config import load_config
+from common.executor import add_executor_flags, executor_spec
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -104,6 +107,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    executor = executor_spec(args)            # bad flags stop here, before TensorFlow is imported
+    from .transfer import run_transfer
+
+    config = load_config(args.config)
+    out, metrics, submitted, seconds = run_transfer(config, args.models, args.name, Path(args.interim),
+                                                    Path(args.models_dir), Path(args.features),
+                                                    Path(args.predictions), Path(args.out), executor)
+    methods = metrics["methods"]
+    print(f"{args.name} scored by the models of {args.models}: {metrics['n_videos']} labelled videos, nothing fitted "
+          f"on {args.name} ({seconds:.1f} s)")
+    rules = [m for m in methods if not m.startswith(("blend/", "stack/"))]      # in log-loss order
+    roles = {}
+    for method, role in ((submitted, "submitted"), (metrics["best_method"], "best here"),
+                         (rules[0] if rules else None, "best <backbone>/<rule> here")):
+        if method is not None:
+            roles.setdefault(method, []).append(role)
+    for method, role in roles.items():
+        m = methods[method]
+        lo, hi = m["log_loss_ci"]
+        print(f"{method:<28} log-loss {m['log_loss']:.4f} [{lo:.4f}, {hi:.4f}]  AUC {m['auc']:.3f}  "
+              f"({', '.join(role)})")
+    print(f"wrote {out}/report.md, leaderboard.csv, metrics.json and figures")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evaluate",
                                      description="Evaluation stage: log-loss reports, offline scoring, submissions.")
@@ -179,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_config_flag(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("transfer", help="score another dataset with a dataset's models, nothing fitted on it",
+                       description="Score every video of dataset B with the trained backbones and the saved "
+                                   "ensemble of dataset A, without training anything on B: the feature cache "
+                                   "data/features/B_from_A/ (resumable), the predictions data/predictions/B_from_A/ "
+                                   "and the report reports/B_from_A/ (report.md, leaderboard.csv, metrics.json "
+                                   "with split 'all': every labelled video of B). Refuses a B that shares videos "
+                                   "or families with the videos that trained A's models.")
+    p.add_argument("--models", required=True, metavar="A", help="dataset whose models score B (models/A)")
+    p.add_argument("--name", required=True, metavar="B", help="prepared dataset to score (data/interim/B)")
+    add_folder_flag(p, "--interim", INTERIM, "prepared tables folder; reads INTERIM/B")
+    add_folder_flag(p, "--models-dir", MODELS, "models folder; uses MODELS_DIR/A")
+    add_folder_flag(p, "--features", FEATURES, "features folder; the cache goes to FEATURES/B_from_A")
+    add_folder_flag(p, "--predictions", PREDICTIONS, "predictions folder; writes PREDICTIONS/B_from_A and reads "
+                                                     "A's own PREDICTIONS/A for comparison")
+    add_folder_flag(p, "--out", REPORTS, "reports folder; the report goes to OUT/B_from_A")
+    add_config_flag(p)
+    add_executor_flags(p)
+    p.set_defaults(func=cmd_transfer)
     return parser
 
 

@@ -107,14 +107,15 @@ def _paired(part: pd.DataFrame, board: pd.DataFrame, n_boot: int, seed: int) -> 
 
 
 def _part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dict | None, figs: dict,
-                  prior: float | None) -> list[str]:
-    title = PARTS[key]
+                  prior: float | None, title: str | None = None,
+                  prior_source: str = "the blend split's FAKE share") -> list[str]:
+    title = title or PARTS[key]
     n_fake = int(part["label"].sum())
     lines = [f"## {title[0].upper()}{title[1:]}: {len(part)} videos ({n_fake} FAKE, {len(part) - n_fake} REAL, "
              f"{part['family'].nunique()} families)", ""]
     if prior is not None:
         constant = log_loss(part["label"].to_numpy(), np.full(len(part), prior))
-        lines += [f"Reference: the constant P(FAKE) = {prior:.3f} (the blend split's FAKE share) scores "
+        lines += [f"Reference: the constant P(FAKE) = {prior:.3f} ({prior_source}) scores "
                   f"{constant:.4f} here; a method must beat that to be worth anything.", ""]
     if paired:
         lo, hi = paired["ci"]

@@ -6,7 +6,8 @@ blend and test videos are never read. The checkpoint kept, and early stopping, f
 epoch's batches depend only on (seed, epoch), and the run keeps a checkpoint after every epoch, so a killed run
 resumes where it stopped.
 
-Outputs ``models/<NAME>/<backbone>.keras`` and ``<backbone>.json`` (the model card).
+Outputs ``models/<NAME>/<backbone>.keras``, ``<backbone>.json`` (the model card) and ``training_videos.json``
+(the train split's videos, originals and families: ``data.training_videos``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from common.errors import DataError
 from common.metrics import KAGGLE_EPS, balanced_log_loss, log_loss
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.sampling import SamplingPolicy
-from data.tables import load_tables
+from data.tables import load_tables, load_videos
+from data.training_videos import RECORD_FILE, training_record, write_record
 
 from .backbones import build_model, get_backbone, load_classifier, load_keras
 from .pipeline import View, eval_dataset, load_images, train_dataset
@@ -321,6 +323,8 @@ def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(train_backbone, spec, shared, fit, val, root, models_dir, config) for spec in specs]
             cards = [f.result() for f in futures]
+    # rewritten on every run, an up-to-date one too, so models trained before the record gain it by a rerun
+    write_record(models_dir / RECORD_FILE, training_record(load_videos(interim), "train", interim / "videos.parquet"))
     for spec, card in zip(specs, cards):
         print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']} by validation frame "
               f"{METRIC_NAMES[card['monitor']]}, validation frame AUC "

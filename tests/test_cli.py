@@ -11,7 +11,7 @@ STAGES = {
     "data": ["synth", "prepare", "faces", "sheet", "bench"],
     "extract": ["train", "features", "merge", "bench"],
     "ensemble": ["fit", "protocols", "blend", "bench"],
-    "evaluate": ["report", "seeds", "score", "validate", "submission", "predict"],
+    "evaluate": ["report", "seeds", "score", "validate", "submission", "predict", "transfer"],
 }
 
 
