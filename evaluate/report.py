@@ -97,9 +97,13 @@ def metrics_json(name: str, split: str, part: pd.DataFrame, board: pd.DataFrame)
 
 
 def _paired(part: pd.DataFrame, board: pd.DataFrame, n_boot: int, seed: int) -> dict | None:
-    if len(board) < 2:
+    """The best method against the runner-up: the next method whose predictions differ (``stack/chosen`` holds the
+    chosen method's values on test rows, and a tie of one method with itself says nothing)."""
+    best = board.index[0] if len(board) else None
+    others = [m for m in board.index[1:] if not np.array_equal(part[m].to_numpy(), part[best].to_numpy())]
+    if not others:
         return None
-    best, second = board.index[:2]
+    second = others[0]
     y = part["label"].to_numpy(np.float64)
     result = paired_bootstrap(y, part[best].to_numpy(np.float64), part[second].to_numpy(np.float64),
                               part["family"].to_numpy(), log_loss, n_boot=n_boot, seed=seed)
@@ -120,8 +124,9 @@ def _part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dic
     if paired:
         lo, hi = paired["ci"]
         lines += [f"Best: **`{paired['best']}`**, log-loss {_fmt(board.iloc[0].log_loss)} "
-                  f"(95 % CI {_ci(board.iloc[0].log_loss_ci)}). Runner-up `{paired['runner_up']}`: "
-                  f"{_fmt(board.iloc[1].log_loss)}. Paired bootstrap of the difference (best − runner-up): "
+                  f"(95 % CI {_ci(board.iloc[0].log_loss_ci)}). Runner-up (the next method with other predictions) "
+                  f"`{paired['runner_up']}`: {_fmt(board.loc[paired['runner_up']].log_loss)}. Paired bootstrap of "
+                  "the difference (best − runner-up): "
                   f"{paired['diff']:+.4f}, 95 % CI [{lo:+.4f}, {hi:+.4f}]"
                   + (" — the gap is within the noise." if lo <= 0 <= hi else " — the gap is larger than the noise."),
                   ""]

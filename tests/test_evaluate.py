@@ -255,3 +255,17 @@ def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_singl
                   "--out", str(tmp_path / "reports2"))
     assert res.returncode == 2 and "other videos or splits" in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "reports2/toy/seeds.json").exists()
+
+
+def test_the_runner_up_is_never_the_best_method_under_another_name():
+    from evaluate.report import _paired, leaderboard
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 60), 0.01, 0.99)
+    part = pd.DataFrame({"label": y, "family": np.arange(60) // 2, "stack/logistic": p, "stack/chosen": p,
+                         "cnn/mean": np.full(60, 0.5)})
+    board = leaderboard(part, ["stack/logistic", "stack/chosen", "cnn/mean"], 50, 0, 10)
+    paired = _paired(part, board, 50, 0)
+    assert paired["runner_up"] == "cnn/mean" and paired["diff"] != 0
+    assert _paired(part, board.drop(index="cnn/mean"), 50, 0) is None
