@@ -102,7 +102,8 @@ def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: li
 
 def small_face_bench(params, tmp: Path, frames: int, width: int, height: int, face_height: int) -> dict:
     """Recall (sampled frames where a face is kept) and detection seconds on one demo clip of a small face in
-    dim light, with ``[faces] second_pass`` off, "upscale" and "tiles", in one run; the ratios are to "off".
+    dim light, with ``[faces] second_pass`` off, "upscale" and "tiles" (and "upscale" at the clip's full resolution
+    when ``second_detect_max_side`` is below it), in one run; the ratios are to "off".
     ``centre_error_px``: the largest distance from a kept face's centre to where the renderer put the face."""
     from dataclasses import replace
 
@@ -114,19 +115,24 @@ def small_face_bench(params, tmp: Path, frames: int, width: int, height: int, fa
     decoded = read_frames(clip, params)
     images = [f for _, f in decoded]
     row: dict = {"size": f"{width}x{height}", "face_height": face_height, "frames": len(images),
-                 "detect_max_side": params.detect_max_side, "second_detect_max_side": params.second_detect_max_side,
+                 "detect_max_side": params.detect_max_side, "batch_size": params.batch_size,
                  "tile_size": params.tile_size, "tile_overlap": params.tile_overlap}
-    for mode in ("off", "upscale", "tiles"):
-        detector = FaceDetector(replace(params, second_pass=mode))
+    variants = {"off": replace(params, second_pass="off"), "upscale": replace(params, second_pass="upscale"),
+                "tiles": replace(params, second_pass="tiles")}
+    if max(width, height) > params.second_detect_max_side:      # and the whole frame at full resolution
+        variants["upscale_full"] = replace(params, second_pass="upscale", second_detect_max_side=max(width, height))
+    for name, variant in variants.items():
+        detector = FaceDetector(variant)
         detector.detect(images[: params.batch_size])                # warm-up: graph tracing at these sizes
         start = time.perf_counter()
         found = detector.detect(images)
         seconds = time.perf_counter() - start
         errors = [math.dist(_centre(faces[0][0]), _centre(boxes[i])) for (i, _), faces in zip(decoded, found) if faces]
-        row[mode] = {"recall": round(sum(map(bool, found)) / len(images), 3), "seconds": round(seconds, 2),
+        row[name] = {"second_detect_max_side": variant.second_detect_max_side,
+                     "recall": round(sum(map(bool, found)) / len(images), 3), "seconds": round(seconds, 2),
                      "centre_error_px": round(max(errors), 1) if errors else None}
-    for mode in ("upscale", "tiles"):
-        row[f"{mode}_vs_off_seconds"] = round(row[mode]["seconds"] / row["off"]["seconds"], 2)
+    for name in list(variants)[1:]:
+        row[f"{name}_vs_off_seconds"] = round(row[name]["seconds"] / row["off"]["seconds"], 2)
     return row
 
 

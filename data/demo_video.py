@@ -49,7 +49,7 @@ FACE_IN_PHOTO = (178, 110, 173, 220)
 
 
 def render_small_face(n_frames: int, width: int = 1920, height: int = 1080, face_height: int = 60,
-                      contrast: float = 0.16, level: float = 40, noise: float = 3, seed: int = 0,
+                      contrast: float = 0.155, level: float = 40, noise: float = 3, seed: int = 0,
                       ) -> tuple[list[np.ndarray], list[tuple[float, float, float, float]]]:
     """A person a few metres away in dim light: RGB uint8 frames where the photo is scaled so that its face is
     ``face_height`` pixels tall, its contrast cut to ``contrast`` around a dark grey ``level`` (the background's
