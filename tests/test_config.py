@@ -42,6 +42,7 @@ def _all_settings(config):
     ("[evaluate]\nbootstrap = 0\n", "[evaluate]: bootstrap = 0"),
     ("[synth]\nfakes_per_original = 'many'\n", "[synth]: fakes_per_original = 'many'"),
     ("[faces]\nmargin = -0.5\n", "[faces]: margin = -0.5"),
+    ("[faces]\nsecond_pass = 'tiled'\n", "[faces]: second_pass = 'tiled', expected one of upscale, tiles, off"),
     ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),
 ])
 def test_bad_config_is_one_line_error_naming_file_table_and_key(tmp_path, text, words):
