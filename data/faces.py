@@ -164,8 +164,9 @@ class FaceDetector:
                 for faces in self._boxes([_resized(f, scale) for f in frames[start:start + size]], scale)]
 
     def _tiles(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
-        """Second pass: overlapping square tiles of the frames at ``second_detect_max_side``, ``batch_size`` tiles
-        per MTCNN call; boxes mapped back to frame pixels and the duplicates of tile overlaps merged."""
+        """Second pass: overlapping square tiles of the frames at ``second_detect_max_side``, the tiles of as many
+        whole frames as fit in ``batch_size`` (at least one) per MTCNN call; boxes mapped back to frame pixels and
+        the duplicates of tile overlaps merged."""
         p = self.params
         scale = self._scale(frames[0], p.second_detect_max_side)
         h, w = _resized(frames[0], scale).shape[:2]
