@@ -8,6 +8,7 @@ against N Dask workers (``reports/bench/faces_dask.json``).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import platform
 import tempfile
@@ -52,9 +53,11 @@ def run_bench(config: dict, out: Path, videos: int, workers: int) -> dict:
     return result
 
 
-def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: list[tuple[int, int]]) -> dict:
+def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: list[tuple[int, int]],
+                    small_face: tuple[int, int, int, int] | None = None) -> dict:
     """Decode + detect throughput of ``data faces`` on demo clips of each frame size, in one run: videos/s and
-    frames/s, decoding and detection timed apart, and batched detection against one frame per MTCNN call."""
+    frames/s, decoding and detection timed apart, and batched detection against one frame per MTCNN call. With
+    ``small_face`` (frames, width, height, face height): the second pass's recall and time (:func:`small_face_bench`)."""
     from dataclasses import replace
 
     from .demo_video import render_frames, write_video
@@ -91,8 +94,50 @@ def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: li
                         "batched_over_single": round(row[f"detect_batch_{params.batch_size}"]["frames_per_s"]
                                                      / row["detect_batch_1"]["frames_per_s"], 2)})
             result["sizes"][f"{width}x{height}"] = row
+        if small_face:
+            result["small_face"] = small_face_bench(params, Path(tmp), *small_face)
     write_json(out, result)
     return result
+
+
+def small_face_bench(params, tmp: Path, frames: int, width: int, height: int, face_height: int) -> dict:
+    """Recall (sampled frames where a face is kept) and detection seconds on one demo clip of a small face in
+    dim light, with ``[faces] second_pass`` off, "upscale" and "tiles" (and "upscale" at the clip's full resolution
+    when ``second_detect_max_side`` is below it), in one run; the ratios are to "off".
+    ``centre_error_px``: the largest distance from a kept face's centre to where the renderer put the face."""
+    from dataclasses import replace
+
+    from .demo_video import render_small_face, write_video
+    from .faces import FaceDetector, read_frames
+
+    rendered, boxes = render_small_face(frames, width, height, face_height)
+    clip = write_video(tmp / f"small_face_{width}x{height}.mp4", rendered)
+    decoded = read_frames(clip, params)
+    images = [f for _, f in decoded]
+    row: dict = {"size": f"{width}x{height}", "face_height": face_height, "frames": len(images),
+                 "detect_max_side": params.detect_max_side, "batch_size": params.batch_size,
+                 "tile_size": params.tile_size, "tile_overlap": params.tile_overlap}
+    variants = {"off": replace(params, second_pass="off"), "upscale": replace(params, second_pass="upscale"),
+                "tiles": replace(params, second_pass="tiles")}
+    if max(width, height) > params.second_detect_max_side:      # and the whole frame at full resolution
+        variants["upscale_full"] = replace(params, second_pass="upscale", second_detect_max_side=max(width, height))
+    for name, variant in variants.items():
+        detector = FaceDetector(variant)
+        detector.detect(images[: params.batch_size])                # warm-up: graph tracing at these sizes
+        start = time.perf_counter()
+        found = detector.detect(images)
+        seconds = time.perf_counter() - start
+        errors = [math.dist(_centre(faces[0][0]), _centre(boxes[i])) for (i, _), faces in zip(decoded, found) if faces]
+        row[name] = {"second_detect_max_side": variant.second_detect_max_side,
+                     "recall": round(sum(map(bool, found)) / len(images), 3), "seconds": round(seconds, 2),
+                     "centre_error_px": round(max(errors), 1) if errors else None}
+    for name in list(variants)[1:]:
+        row[f"{name}_vs_off_seconds"] = round(row[name]["seconds"] / row["off"]["seconds"], 2)
+    return row
+
+
+def _centre(box) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
 
 
 def run_faces_dask_bench(config: dict, out: Path, videos: int, frames: int, size: tuple[int, int],

@@ -2,8 +2,10 @@
 
 Frames are decoded with PyAV and sampled as ``[faces]`` says (every k-th, or N evenly spaced); faces are found
 by MTCNN (the ``mtcnn`` package, TensorFlow, weights bundled in the package: it runs offline) on frames
-downscaled to ``detect_max_side``, in batches; each face is cropped square with a margin from the full-resolution
-frame and resized to ``size``. Output: ``<out>/<video stem>/<frame>.png`` (the largest face) and
+downscaled to ``detect_max_side``, in batches; frames where none is found get a second pass (``second_pass``: the
+whole frame, or overlapping tiles of it, at the larger ``second_detect_max_side``), which finds the small faces of
+people a few metres away. Each face is cropped square with a margin from the full-resolution frame and resized to
+``size``. Output: ``<out>/<video stem>/<frame>.png`` (the largest face) and
 ``<frame>_2.png``, ``_3`` … for the others, plus ``<out>/metadata.csv`` (``filename,split,original,label``).
 
 Each video's folder is written under a temporary name and renamed when complete, so a killed run resumes where it
@@ -115,26 +117,105 @@ class FaceDetector:
             self.mtcnn = MTCNN(device=device)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
-        """For each frame, [(box x, y, w, h in frame pixels, confidence)], largest box first."""
+        """For each frame, [(box x, y, w, h in frame pixels, confidence)], largest box first. Frames where the first
+        pass (at ``detect_max_side``) keeps no face get the second pass ``[faces] second_pass`` names, in batches."""
         p = self.params
-        h, w = frames[0].shape[:2]
-        scale = min(1.0, p.detect_max_side / max(h, w))
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) if scale < 1 else f
-                 for f in frames]
+        scale = self._scale(frames[0], p.detect_max_side)
+        found = [self._keep(faces) for faces in self._boxes([_resized(f, scale) for f in frames], scale)]
+        todo = [i for i, faces in enumerate(found) if not faces]
+        # a second pass only helps where it sees the frame larger than the first did
+        if todo and p.second_pass != "off" and self._scale(frames[0], p.second_detect_max_side) > scale:
+            second = self._tiles if p.second_pass == "tiles" else self._upscale
+            for i, faces in zip(todo, second([frames[i] for i in todo])):
+                found[i] = faces
+        return found
+
+    @staticmethod
+    def _scale(frame: np.ndarray, side: int) -> float:
+        return min(1.0, side / max(frame.shape[:2]))
+
+    def _mtcnn(self, images: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """MTCNN on same-sized images, ``batch_size`` per call: [(box in image pixels, confidence)] per image."""
         out = []
-        for start in range(0, len(small), p.batch_size):
-            batch = small[start:start + p.batch_size]
+        for start in range(0, len(images), self.params.batch_size):
+            batch = images[start:start + self.params.batch_size]
             # mtcnn 1.0.0 returns no face at all when given a min_face_size other than its default 20,
-            # so small faces are dropped here instead
+            # so small faces are dropped in _keep instead
             found = self.mtcnn.detect_faces(batch if len(batch) > 1 else batch[0])
             found = found if len(batch) > 1 else [found]
-            for faces in found:
-                boxes = [(np.asarray(f["box"], np.float64) / scale, float(f["confidence"])) for f in faces]
-                kept = [(b, c) for b, c in boxes if c >= p.min_confidence and max(b[2], b[3]) >= p.min_face_size]
-                kept.sort(key=lambda bc: -bc[0][2] * bc[0][3])
-                out.append(kept[: p.max_faces])
+            out += [[(np.asarray(f["box"], np.float64), float(f["confidence"])) for f in faces] for faces in found]
         return out
+
+    def _boxes(self, images: list[np.ndarray], scale: float) -> list[list[tuple[np.ndarray, float]]]:
+        return [[(b / scale, c) for b, c in faces] for faces in self._mtcnn(images)]
+
+    def _keep(self, faces: list[tuple[np.ndarray, float]], merge: bool = False) -> list[tuple[np.ndarray, float]]:
+        """The faces ``[faces]`` keeps: confident and large enough, at most ``max_faces``, largest first; with
+        ``merge``, boxes of one face seen by overlapping tiles become one."""
+        p = self.params
+        kept = [(b, c) for b, c in faces if c >= p.min_confidence and max(b[2], b[3]) >= p.min_face_size]
+        kept.sort(key=lambda bc: -bc[0][2] * bc[0][3])
+        return (_merge(kept, p.merge_overlap) if merge else kept)[: p.max_faces]
+
+    def _upscale(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """Second pass: the whole frames at ``second_detect_max_side``, resized one batch at a time."""
+        scale, size = self._scale(frames[0], self.params.second_detect_max_side), self.params.batch_size
+        return [self._keep(faces) for start in range(0, len(frames), size)
+                for faces in self._boxes([_resized(f, scale) for f in frames[start:start + size]], scale)]
+
+    def _tiles(self, frames: list[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """Second pass: overlapping square tiles of the frames at ``second_detect_max_side``, the tiles of as many
+        whole frames as fit in ``batch_size`` (at least one) per MTCNN call; boxes mapped back to frame pixels and
+        the duplicates of tile overlaps merged."""
+        p = self.params
+        scale = self._scale(frames[0], p.second_detect_max_side)
+        h, w = _resized(frames[0], scale).shape[:2]
+        corners = [(x, y) for y in _tile_starts(h, p.tile_size, p.tile_overlap)
+                   for x in _tile_starts(w, p.tile_size, p.tile_overlap)]
+        side_x, side_y = min(w, p.tile_size), min(h, p.tile_size)
+        per_call = max(1, p.batch_size // len(corners))         # whole frames' tiles per call
+        found: list[list[tuple[np.ndarray, float]]] = []
+        for start in range(0, len(frames), per_call):
+            tiles = [small[y:y + side_y, x:x + side_x]
+                     for small in (_resized(f, scale) for f in frames[start:start + per_call]) for x, y in corners]
+            boxes = self._mtcnn(tiles)
+            for k in range(0, len(boxes), len(corners)):
+                faces = [(np.array([b[0] + x, b[1] + y, b[2], b[3]]) / scale, c)
+                         for (x, y), tile in zip(corners, boxes[k:k + len(corners)]) for b, c in tile]
+                found.append(self._keep(faces, merge=True))
+        return found
+
+
+def _resized(frame: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1:
+        return frame
+    h, w = frame.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of ``tile`` pixels covering ``length``, neighbours sharing at least ``overlap`` pixels."""
+    if length <= tile:
+        return [0]
+    n = -(-(length - overlap) // (tile - overlap))              # ceiling division
+    return np.round(np.linspace(0, length - tile, n)).astype(int).tolist()
+
+
+def _merge(faces: list[tuple[np.ndarray, float]], overlap: float) -> list[tuple[np.ndarray, float]]:
+    """``faces`` largest first, less each box that shares more than ``overlap`` of its area with a larger kept box
+    (the same face seen by two tiles, or cut by a tile's edge)."""
+    kept: list[tuple[np.ndarray, float]] = []
+    for b, c in faces:
+        if all(_intersection(b, k) <= overlap * b[2] * b[3] for k, _ in kept):
+            kept.append((b, c))
+    return kept
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
 
 
 @contextlib.contextmanager

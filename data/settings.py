@@ -13,6 +13,7 @@ SPLITS = ("train", "blend", "test")
 MAX_VIDEOS, MAX_FRAMES, MAX_SIZE = 1_000_000, 10_000, 1024     # bounds of the synthetic dataset
 MAX_FOLDS = 1000
 VERIFY_MODES = ("decode", "header", "none")
+SECOND_PASSES = ("upscale", "tiles", "off")     # [faces] second_pass
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class FaceParams:
     max_faces: int
     batch_size: int
     chunk_videos: int         # videos per task with --executor dask
+    second_pass: str          # one of SECOND_PASSES: frames without a face are searched again
+    second_detect_max_side: int
+    tile_size: int            # "tiles": square tiles, in pixels at the second pass's scale
+    tile_overlap: int
+    merge_overlap: float      # "tiles": boxes sharing more than this fraction of the smaller one are one face
 
     @property
     def sampling(self) -> SamplingPolicy:
@@ -105,12 +111,18 @@ def synth_params(t: Table, master_seed: int) -> SynthParams:
 
 
 def face_params(t: Table) -> FaceParams:
+    detect_side, second = t.integer("detect_max_side", 16, 8192), t.choice("second_pass", SECOND_PASSES)
+    tile_size = t.integer("tile_size", 16, 8192)
     return FaceParams(
         frames=t.choice("frames", ("every", "linspace")), every=t.integer("every", 1), count=t.integer("count", 1),
-        detect_max_side=t.integer("detect_max_side", 16, 8192), min_face_size=t.integer("min_face_size", 1),
+        detect_max_side=detect_side, min_face_size=t.integer("min_face_size", 1),
         min_confidence=t.fraction("min_confidence"), margin=t.number("margin", 0, 4), size=t.integer("size", 8, 1024),
         max_faces=t.integer("max_faces", 1), batch_size=t.integer("batch_size", 1),
-        chunk_videos=t.integer("chunk_videos", 1, MAX_VIDEOS))
+        chunk_videos=t.integer("chunk_videos", 1, MAX_VIDEOS), second_pass=second,
+        # a second pass sees the frame larger than the first did (whatever the value when it is off)
+        second_detect_max_side=t.integer("second_detect_max_side", 16 if second == "off" else detect_side + 1, 8192),
+        tile_size=tile_size, tile_overlap=t.integer("tile_overlap", 0, tile_size - 1),
+        merge_overlap=t.number("merge_overlap", 0, 1, open_low=True))
 
 
 def sampling_policy(t: Table) -> SamplingPolicy:

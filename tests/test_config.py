@@ -46,6 +46,7 @@ def _all_settings(config):
     ("[ensemble.protocols]\nablation = 1\n", "[ensemble.protocols]: ablation = 1, expected true or false"),
     ("[synth]\nfakes_per_original = 'many'\n", "[synth]: fakes_per_original = 'many'"),
     ("[faces]\nmargin = -0.5\n", "[faces]: margin = -0.5"),
+    ("[faces]\nsecond_pass = 'tiled'\n", "[faces]: second_pass = 'tiled', expected one of upscale, tiles, off"),
     ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),
 ])
 def test_bad_config_is_one_line_error_naming_file_table_and_key(tmp_path, text, words):

@@ -2,8 +2,10 @@
 `evaluate predict` against the whole pipeline run on the same videos."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,113 @@ def test_predict_errors(trained, tmp_path):
     res = run_cli("evaluate", "predict", str(root / "clips" / "real00xx.mp4"), "--name", "nope", "--models",
                   str(root / "models"), "--config", str(config), subprocess_run=False)
     assert res.returncode == 2 and "make ensemble" in res.stderr
+
+
+# --- small faces: the second pass ------------------------------------------------------------------------
+
+SMALL_FRAMES, SMALL_FACE = 8, 60
+
+
+@pytest.fixture(scope="module")
+def small_face(tmp_path_factory):
+    """A 1920x1080 clip of a face 60 px tall in dim light, its sampled frames and where the renderer put the face."""
+    from common.config import load_config
+    from data.demo_video import render_small_face
+    from data.faces import read_frames
+    from data.settings import load_settings
+
+    frames, boxes = render_small_face(SMALL_FRAMES, 1920, 1080, SMALL_FACE)
+    clip = write_video(tmp_path_factory.mktemp("small") / "smallfaceaa.mp4", frames)
+    params = load_settings(load_config()).faces
+    params = replace(params, count=SMALL_FRAMES)
+    decoded = read_frames(clip, params)
+    assert [i for i, _ in decoded] == list(range(SMALL_FRAMES))
+    return clip, params, [f for _, f in decoded], boxes
+
+
+def _centre(box):
+    return np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+
+
+def test_second_pass_finds_a_small_face_in_1080p_where_the_first_misses_it(small_face):
+    from data.faces import FaceDetector
+
+    _, params, frames, boxes = small_face
+    assert params.detect_max_side == 640 and params.second_pass == "upscale"       # the defaults this measures
+    off = FaceDetector(replace(params, second_pass="off")).detect(frames)
+    assert sum(map(bool, off)) / len(frames) < 0.5
+    for mode, step in (("upscale", 1), ("tiles", 2)):         # tiles (2.6x the pixels) on every other frame
+        found = FaceDetector(replace(params, second_pass=mode)).detect(frames[::step])
+        assert sum(map(bool, found)) / len(found) >= 0.9, mode
+        for faces, truth in zip(found, boxes[::step]):
+            if faces:
+                box, _ = faces[0]
+                # the box is on the face the renderer drew, at full-resolution coordinates and size
+                assert np.linalg.norm(_centre(box) - _centre(truth)) < 0.2 * SMALL_FACE, (mode, box, truth)
+                assert 0.7 * SMALL_FACE < box[3] < 1.4 * SMALL_FACE, (mode, box)
+        # the first pass's faces are kept as they were: the second pass only fills frames without one
+        for a, b in zip(off[::step], found):
+            if a:
+                assert [tuple(x) for x, _ in a] == [tuple(x) for x, _ in b]
+
+
+def test_extract_video_crops_the_small_face_centred(small_face, tmp_path):
+    from data.faces import crop_face, extract_video, process_detector
+
+    clip, params, frames, boxes = small_face
+    detector = process_detector(params)                 # as a Dask worker builds it
+    result = extract_video(clip, tmp_path / "out", detector, params)
+    crops = sorted(int(p.stem) for p in (tmp_path / "out").glob("*.png"))
+    assert result.faces == len(crops) >= 0.9 * SMALL_FRAMES and not result.error
+    found = detector.detect(frames)
+    assert crops == [i for i, faces in enumerate(found) if faces]
+    for i in crops:
+        box = found[i][0][0]
+        assert np.linalg.norm(_centre(box) - _centre(boxes[i])) < 0.2 * SMALL_FACE, (i, box, boxes[i])
+        # the saved crop is the square around that box, cut from the full-resolution frame
+        with Image.open(tmp_path / "out" / f"{i}.png") as im:
+            assert np.array_equal(np.asarray(im), np.asarray(crop_face(frames[i], box, params.margin, params.size)))
+
+
+def test_tiles_cover_the_frame_with_the_overlap_and_merge_duplicates():
+    from data.faces import _merge, _tile_starts
+
+    for length, tile, overlap in ((1280, 640, 160), (720, 640, 160), (1000, 300, 100), (640, 640, 0)):
+        starts = _tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + tile == max(length, tile)
+        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
+    assert _tile_starts(500, 640, 160) == [0]
+    big, cut, other = np.array([100., 100, 60, 60]), np.array([100., 100, 30, 60]), np.array([300., 100, 60, 60])
+    # the same face seen whole and cut by a tile edge: one face, the larger box; a face elsewhere stays
+    merged = _merge([(big, 0.99), (cut, 0.999), (other, 0.98)], 0.5)
+    assert [tuple(b) for b, _ in merged] == [tuple(big), tuple(other)]
+    assert len(_merge([(big, 0.99), (np.array([140., 100, 60, 60]), 0.99)], 0.5)) == 2     # a third shared: two
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[faces]\nsecond_pass = 'twice'\n", "second_pass = 'twice', expected one of upscale, tiles, off"),
+    ("[faces]\nsecond_detect_max_side = 640\n", "second_detect_max_side = 640, expected an integer in [641, 8192]"),
+    ("[faces]\ntile_overlap = 640\n", "tile_overlap = 640, expected an integer in [0, 639]"),
+    ("[faces]\ntile_size = 8\n", "tile_size = 8"),
+    ("[faces]\nmerge_overlap = 0\n", "merge_overlap = 0"),
+])
+def test_second_pass_keys_are_checked(tmp_path, text, words):
+    from data.settings import load_settings
+
+    assert words in bad_config_message(tmp_path, text, load_settings)
+
+
+def test_second_pass_off_needs_no_larger_side(tmp_path):
+    from common.config import load_config
+    from data.settings import load_settings
+
+    (tmp_path / "off.toml").write_text("[faces]\nsecond_pass = 'off'\nsecond_detect_max_side = 320\n")
+    assert load_settings(load_config(tmp_path / "off.toml")).faces.second_pass == "off"
+
+
+def test_a_bad_second_pass_key_stops_data_faces_with_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text("[faces]\ntile_overlap = -1\n")
+    res = run_cli("data", "faces", "--videos", str(tmp_path), "--out", str(tmp_path / "o"),
+                  "--config", str(tmp_path / "bad.toml"), subprocess_run=False)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "bad.toml [faces]: tile_overlap = -1" in res.stderr and not (tmp_path / "o").exists()
