@@ -214,12 +214,14 @@ def test_second_pass_finds_a_small_face_in_1080p_where_the_first_misses_it(small
     from data.faces import FaceDetector
 
     _, params, frames, boxes = small_face
-    assert params.detect_max_side == 640 and params.second_pass == "upscale"       # the defaults this measures
+    assert params.detect_max_side == 640 and params.second_pass == "tiles"       # the defaults this measures
     off = FaceDetector(replace(params, second_pass="off")).detect(frames)
-    assert sum(map(bool, off)) / len(frames) < 0.5
-    for mode, step in (("upscale", 1), ("tiles", 2)):         # tiles (2.6x the pixels) on every other frame
+    # the first pass misses most frames (1 of 8 found here; its count moves with the noise, so only "fewer" is
+    # asserted), the default second pass finds the face in at least 90 % of them; "upscale" on every other frame
+    for mode, step, recall in (("tiles", 1, 0.9), ("upscale", 2, 0.75)):
         found = FaceDetector(replace(params, second_pass=mode)).detect(frames[::step])
-        assert sum(map(bool, found)) / len(found) >= 0.9, mode
+        assert sum(map(bool, found)) / len(found) >= recall, mode
+        assert sum(map(bool, off[::step])) < sum(map(bool, found)), mode
         for faces, truth in zip(found, boxes[::step]):
             if faces:
                 box, _ = faces[0]
