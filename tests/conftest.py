@@ -5,9 +5,12 @@ import contextlib
 import hashlib
 import importlib
 import io
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -111,3 +114,20 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real DFDC file {path} not present (../shared/dfdc is only on project machines)")
     return path
+
+
+def kill_when_chunks(cmd: list[str], chunks: Path, count: int = 2, timeout: float = 120) -> tuple[list[Path], int]:
+    """Run ``python -m ...`` ``cmd`` and SIGKILL it once ``count`` chunk files are in ``chunks``; returns the chunk
+    files left and the chunk count its manifest names. A run that finished first fails the check."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list(chunks.glob("chunk-*.parquet"))) < count and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(chunks.glob("chunk-*.parquet"))
+    total = json.loads((chunks / "manifest.json").read_text())["chunks"]
+    assert count <= len(done) < total, "the run should have been killed part-way"
+    return done, total
+

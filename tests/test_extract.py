@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, kill_when_chunks, run_cli
 
 TINY = str(Path(__file__).parent / "configs" / "tiny_extract.toml")
 
@@ -161,18 +161,9 @@ def test_features_are_up_to_date_on_a_second_run(workspace):
 def test_resume_after_kill_gives_identical_results_without_recomputing(workspace, tmp_path):
     out = tmp_path / "features"
     chunks = out / "synthetic" / "smallcnn.chunks"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "extract", "features", "--config", TINY, "--interim", str(workspace / "interim"),
            "--models", str(workspace / "models"), "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(chunks.glob("chunk-*.parquet"))) < 2 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = sorted(chunks.glob("chunk-*.parquet"))
-    total = json.loads((chunks / "manifest.json").read_text())["chunks"]
-    assert 2 <= len(done) < total, "the run should have been killed part-way"
+    done, total = kill_when_chunks(cmd, chunks, timeout=60)
     assert not (out / "synthetic/smallcnn.parquet").exists()
     done_rows = sum(pq.read_metadata(p).num_rows for p in done)
     (chunks / ".tmp-chunk-99999.parquet.x").write_bytes(b"half-written")   # as a kill mid-write leaves

@@ -7,10 +7,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 
-from conftest import REPO, run_cli
+from conftest import REPO, kill_when_chunks, run_cli
 
 CHAIN = Path(__file__).parent / "configs" / "tiny_chain.toml"
 CHUNK_VIDEOS = 2               # small chunks, so that a killed run leaves some behind
@@ -206,16 +204,7 @@ def test_a_rerun_reuses_the_cache_and_a_killed_run_resumes_to_the_same_bytes(tra
     shutil.copytree(root / "predictions/a", tmp_path / "predictions/a")
     cmd = [sys.executable, "-m", "evaluate", "transfer", "--models", "a", "--name", "b", *args,
            "--config", str(root / "transfer.toml")]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(chunks.glob("chunk-*.parquet"))) < 2 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = sorted(chunks.glob("chunk-*.parquet"))
-    total = json.loads((chunks / "manifest.json").read_text())["chunks"]
-    assert 2 <= len(done) < total, "the run should have been killed part-way"
+    done, total = kill_when_chunks(cmd, chunks)
     assert not (tmp_path / "reports/b_from_a/metrics.json").exists()
     res = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                          check=False)
