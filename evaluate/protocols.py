@@ -235,10 +235,11 @@ def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[s
         raise DataError(f"{path}: not a protocols record (no frame_budget object); {HINT}")
     _record(info, path)
     budget = frame_budget(folder, info, n_boot, seed)
+    # both tables are read and checked before either is written: a bad ablation leaves no new frame_budget.csv
+    table = ablation(folder, info, n_boot, seed) if isinstance(info.get("ablation"), dict) else None
     _write_csv(budget, out / "frame_budget.csv")
     lines = _budget_text(budget, info["frame_budget"], figures.frame_budget(budget, out / "frame_budget.png"))
-    if isinstance(info.get("ablation"), dict):
-        table = ablation(folder, info, n_boot, seed)
+    if table is not None:
         _write_csv(table, out / "ablation.csv")
         lines += _ablation_text(table, figures.ablation(table, out / "ablation.png"))
     return lines

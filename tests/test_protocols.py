@@ -217,3 +217,17 @@ def test_inconsistent_protocol_files_are_one_line(run, tmp_path, damage, match):
     abl.to_parquet(pred / "ablation.parquet", index=False)
     with pytest.raises(DataError, match=match):
         protocol_sections(pred, tmp_path / "r", 20, 0)
+
+
+def test_a_bad_ablation_table_writes_no_frame_budget_table(run, tmp_path):
+    """Both protocol tables are checked before either is written (no half-written report folder)."""
+    root = run[0]
+    pred = tmp_path / "pred"
+    shutil.copytree(root / "pred", pred)
+    table = pd.read_parquet(pred / "ablation.parquet")
+    table.loc[3, "stack/chosen"] = 2.0
+    table.to_parquet(pred / "ablation.parquet", index=False)
+    (tmp_path / "r").mkdir()
+    with pytest.raises(DataError, match=r"ablation.parquet: row 3 .*stack/chosen"):
+        protocol_sections(pred, tmp_path / "r", 20, 0)
+    assert not list((tmp_path / "r").iterdir())
