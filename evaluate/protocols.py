@@ -229,6 +229,7 @@ def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[s
     lines when ``ensemble protocols`` has not run)."""
     path = folder / "protocols.json"
     if not path.exists():
+        _remove(out, "frame_budget.csv", "frame_budget.png", "ablation.csv", "ablation.png")
         return []
     info = read_json_object(path, HINT)
     if not isinstance(info.get("frame_budget"), dict):
@@ -242,7 +243,15 @@ def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[s
     if table is not None:
         _write_csv(table, out / "ablation.csv")
         lines += _ablation_text(table, figures.ablation(table, out / "ablation.png"))
+    else:
+        _remove(out, "ablation.csv", "ablation.png")
     return lines
+
+
+def _remove(out: Path, *names: str) -> None:
+    """Files of an earlier run's sections that this report has not: never left beside it with other numbers."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def _write_csv(table: pd.DataFrame, target: Path) -> None:

@@ -231,3 +231,21 @@ def test_a_bad_ablation_table_writes_no_frame_budget_table(run, tmp_path):
     with pytest.raises(DataError, match=r"ablation.parquet: row 3 .*stack/chosen"):
         protocol_sections(pred, tmp_path / "r", 20, 0)
     assert not list((tmp_path / "r").iterdir())
+
+
+def test_sections_this_run_lacks_leave_no_earlier_files(run, tmp_path):
+    """Without an ablation (one backbone) the report folder keeps no ablation.csv of an earlier run; without
+    protocols.json, no protocol file at all."""
+    root = run[0]
+    pred, out = tmp_path / "pred", tmp_path / "r"
+    shutil.copytree(root / "pred", pred)
+    out.mkdir()
+    protocol_sections(pred, out, 20, 0)
+    assert (out / "ablation.csv").exists() and (out / "ablation.png").exists()
+    info = json.loads((pred / "protocols.json").read_text())
+    (pred / "protocols.json").write_text(json.dumps({**info, "ablation": None}))
+    lines = protocol_sections(pred, out, 20, 0)
+    assert sorted(p.name for p in out.iterdir()) == ["frame_budget.csv", "frame_budget.png"]
+    assert not any("ablation" in line.lower() for line in lines)
+    (pred / "protocols.json").unlink()
+    assert protocol_sections(pred, out, 20, 0) == [] and not list(out.iterdir())
