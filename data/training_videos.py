@@ -45,10 +45,14 @@ def read_record(path: Path, hint: str) -> dict:
     for key in ("split", *NAME_LISTS):
         if key not in record:
             raise DataError(f"{path}: no {key!r} entry; not a training-video record ({hint})")
+    if not isinstance(record["split"], str) or not record["split"]:
+        raise DataError(f"{path}: split = {record['split']!r}, expected a split name; {hint}")
     for key in NAME_LISTS:
         names = record[key]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError(f"{path}: {key!r} must be a list of video names; {hint}")
+    if not record["videos"]:       # models are never trained on no video: an emptied record would refuse nothing
+        raise DataError(f"{path}: 'videos' is empty: not the record of the videos that trained these models; {hint}")
     return record
 
 

@@ -75,6 +75,63 @@ def _names(value, path: Path, key: str) -> list[str]:
     return value
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record(info: dict, path: Path) -> None:
+    """The parts of ``protocols.json`` the sections read, checked: a damaged record is one line naming the key."""
+    def bad(key: str, value, expected: str) -> DataError:
+        return DataError(f"{path}: {key} = {value!r}, expected {expected}; {HINT}")
+
+    budget = info["frame_budget"]
+    budgets = budget.get("budgets")
+    if not isinstance(budgets, list) or 0 not in budgets or len(set(budgets)) != len(budgets) or \
+            not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in budgets):
+        raise bad("frame_budget.budgets", budgets, "a list of distinct frame counts >= 0 with 0 (every crop)")
+    most = budget.get("most_frames")
+    if not isinstance(most, int) or isinstance(most, bool) or most < 0:
+        raise bad("frame_budget.most_frames", most, "an integer >= 0")
+    fps = budget.get("frames_per_s")
+    if not isinstance(fps, dict) or not all(v is None or _number(v) for v in fps.values()):
+        raise bad("frame_budget.frames_per_s", fps, "an object of frames/s (or null) per backbone")
+    for key, ok, expected in (("chosen", lambda v: isinstance(v, str) and v, "a method name"),
+                              ("seconds_per_video", lambda v: v is None or _number(v), "a number or null"),
+                              ("crops_per_video", lambda v: isinstance(v, dict) and all(_number(c) for c in v.values()),
+                               "an object of crops per backbone")):
+        table = budget.get(key)
+        if not isinstance(table, dict):
+            raise bad(f"frame_budget.{key}", table, "an object with an entry per budget")
+        for k in budgets:
+            if not ok(table.get(str(k))):
+                raise bad(f"frame_budget.{key}.{k}", table.get(str(k)), expected)
+    ablation = info.get("ablation")
+    if ablation is not None and not isinstance(ablation, dict):
+        raise bad("ablation", ablation, "an object, or null without an ablation")
+    if isinstance(ablation, dict):
+        backbones = ablation.get("backbones")
+        if not isinstance(backbones, list) or not backbones or FULL in backbones or \
+                len(set(backbones)) != len(backbones) or not all(isinstance(b, str) and b for b in backbones):
+            raise bad("ablation.backbones", backbones, "a non-empty list of distinct backbone names")
+        chosen = ablation.get("chosen")
+        if not isinstance(chosen, dict) or not all(isinstance(chosen.get(b), str) for b in [FULL] + backbones):
+            raise bad("ablation.chosen", chosen, f"an object naming the chosen method for {FULL} and each backbone")
+
+
+def _values(table: pd.DataFrame, column: str, listed: list, path: Path) -> None:
+    """Every value of ``column`` is one ``protocols.json`` lists, and every listed one has rows."""
+    stray = ~table[column].isin(listed).to_numpy()
+    if stray.any():
+        i = int(np.flatnonzero(stray)[0])
+        value = table[column].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise DataError(f"{path}: row {i} (video {table['video'].iloc[i]}): {column} = {value!r}, "
+                        f"expected one of {listed} (those protocols.json lists); {HINT}")
+    missing = [v for v in listed if not (table[column] == v).any()]
+    if missing:
+        raise DataError(f"{path}: no row with {column} = {missing[0]!r}, which protocols.json lists; {HINT}")
+
+
 def _score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, indices) -> dict:
     ll_ci = bootstrap_ci(y, p, groups, log_loss, indices=indices)
     auc_ci = bootstrap_ci(y, p, groups, roc_auc, indices=indices)
@@ -101,6 +158,7 @@ def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFra
     budget = info["frame_budget"]
     learned = _names(budget.get("learned"), path, "frame_budget.learned")
     table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [REFERENCE])
+    _values(table, "frames", budget["budgets"], folder / "frame_budget.parquet")
     budgets = sorted(table["frames"].unique().tolist(), key=lambda k: (k == 0, k))
     backbones = list(budget.get("frames_per_s") or {})
     rules = best_rules(table[table["frames"] == 0], backbones)
@@ -139,6 +197,7 @@ def ablation(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
     path = folder / "protocols.json"
     learned = _names(info["ablation"].get("learned"), path, "ablation.learned")
     table = _load(folder, "ablation.parquet", "without", TEXT, learned)
+    _values(table, "without", [FULL] + info["ablation"]["backbones"], folder / "ablation.parquet")
     chosen = info["ablation"].get("chosen") or {}
     test = _test(table)
     full = test[test["without"] == FULL].set_index("video")
@@ -170,18 +229,29 @@ def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[s
     lines when ``ensemble protocols`` has not run)."""
     path = folder / "protocols.json"
     if not path.exists():
+        _remove(out, "frame_budget.csv", "frame_budget.png", "ablation.csv", "ablation.png")
         return []
     info = read_json_object(path, HINT)
     if not isinstance(info.get("frame_budget"), dict):
         raise DataError(f"{path}: not a protocols record (no frame_budget object); {HINT}")
+    _record(info, path)
     budget = frame_budget(folder, info, n_boot, seed)
+    # both tables are read and checked before either is written: a bad ablation leaves no new frame_budget.csv
+    table = ablation(folder, info, n_boot, seed) if isinstance(info.get("ablation"), dict) else None
     _write_csv(budget, out / "frame_budget.csv")
     lines = _budget_text(budget, info["frame_budget"], figures.frame_budget(budget, out / "frame_budget.png"))
-    if isinstance(info.get("ablation"), dict):
-        table = ablation(folder, info, n_boot, seed)
+    if table is not None:
         _write_csv(table, out / "ablation.csv")
         lines += _ablation_text(table, figures.ablation(table, out / "ablation.png"))
+    else:
+        _remove(out, "ablation.csv", "ablation.png")
     return lines
+
+
+def _remove(out: Path, *names: str) -> None:
+    """Files of an earlier run's sections that this report has not: never left beside it with other numbers."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def _write_csv(table: pd.DataFrame, target: Path) -> None:

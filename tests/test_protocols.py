@@ -15,6 +15,7 @@ from ensemble import protocols
 from ensemble.fit import run_fit
 from ensemble.protocols import run_protocols
 from ensemble.video_features import frame_budget
+from evaluate.protocols import protocol_sections
 from evaluate.report import run_report
 from test_ensemble import BACKBONES, make_inputs
 
@@ -186,3 +187,65 @@ def test_protocols_cli_errors_are_one_line(run, tmp_path):
             protocols.throughput(root / "features", "cnn_a")
     finally:
         (tmp_path / "saved.json").replace(root / "features" / "cnn_a.throughput.json")
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda info, t, a: info["frame_budget"].update(chosen=["x"]), r"protocols.json: frame_budget.chosen = \['x'\]"),
+    (lambda info, t, a: info["frame_budget"]["seconds_per_video"].update({"0": "x"}),
+     r"frame_budget.seconds_per_video.0 = 'x'"),
+    (lambda info, t, a: info["frame_budget"].update(most_frames="x"), r"frame_budget.most_frames = 'x'"),
+    (lambda info, t, a: info["ablation"].update(chosen=["x"]), r"ablation.chosen = \['x'\]"),
+    (lambda info, t, a: info.update(ablation="yes"), r"ablation = 'yes'"),
+    (lambda info, t, a: t.__setitem__("frames", t["frames"].replace(BUDGETS[0], -1)),
+     r"frame_budget.parquet: row \d+ .*frames = -1"),
+    (lambda info, t, a: a.__setitem__("without", a["without"].replace(BACKBONES[0], "vgg")),
+     r"ablation.parquet: row \d+ .*without = 'vgg'"),
+    (lambda info, t, a: a.drop(a.index[a["without"] == BACKBONES[0]], inplace=True),
+     rf"ablation.parquet: no row with without = '{BACKBONES[0]}'"),
+])
+def test_inconsistent_protocol_files_are_one_line(run, tmp_path, damage, match):
+    """protocols.json's entries are checked, and the tables hold the budgets and backbones it lists: a damaged
+    record or a stray/missing variant is one line, never a traceback."""
+    root = run[0]
+    pred = tmp_path / "pred"
+    shutil.copytree(root / "pred", pred)
+    info = json.loads((pred / "protocols.json").read_text())
+    table, abl = pd.read_parquet(pred / "frame_budget.parquet"), pd.read_parquet(pred / "ablation.parquet")
+    damage(info, table, abl)
+    (pred / "protocols.json").write_text(json.dumps(info))
+    table.to_parquet(pred / "frame_budget.parquet", index=False)
+    abl.to_parquet(pred / "ablation.parquet", index=False)
+    with pytest.raises(DataError, match=match):
+        protocol_sections(pred, tmp_path / "r", 20, 0)
+
+
+def test_a_bad_ablation_table_writes_no_frame_budget_table(run, tmp_path):
+    """Both protocol tables are checked before either is written (no half-written report folder)."""
+    root = run[0]
+    pred = tmp_path / "pred"
+    shutil.copytree(root / "pred", pred)
+    table = pd.read_parquet(pred / "ablation.parquet")
+    table.loc[3, "stack/chosen"] = 2.0
+    table.to_parquet(pred / "ablation.parquet", index=False)
+    (tmp_path / "r").mkdir()
+    with pytest.raises(DataError, match=r"ablation.parquet: row 3 .*stack/chosen"):
+        protocol_sections(pred, tmp_path / "r", 20, 0)
+    assert not list((tmp_path / "r").iterdir())
+
+
+def test_sections_this_run_lacks_leave_no_earlier_files(run, tmp_path):
+    """Without an ablation (one backbone) the report folder keeps no ablation.csv of an earlier run; without
+    protocols.json, no protocol file at all."""
+    root = run[0]
+    pred, out = tmp_path / "pred", tmp_path / "r"
+    shutil.copytree(root / "pred", pred)
+    out.mkdir()
+    protocol_sections(pred, out, 20, 0)
+    assert (out / "ablation.csv").exists() and (out / "ablation.png").exists()
+    info = json.loads((pred / "protocols.json").read_text())
+    (pred / "protocols.json").write_text(json.dumps({**info, "ablation": None}))
+    lines = protocol_sections(pred, out, 20, 0)
+    assert sorted(p.name for p in out.iterdir()) == ["frame_budget.csv", "frame_budget.png"]
+    assert not any("ablation" in line.lower() for line in lines)
+    (pred / "protocols.json").unlink()
+    assert protocol_sections(pred, out, 20, 0) == [] and not list(out.iterdir())

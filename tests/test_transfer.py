@@ -231,3 +231,19 @@ def test_the_models_record_the_videos_that_trained_them(transferred):
     from ensemble.saved import SavedEnsemble
 
     assert not any("training" in m for m in SavedEnsemble(root / "models/a/ensemble").methods())
+
+
+@pytest.mark.parametrize("record, match", [
+    ({"split": 5, "videos": ["v.mp4"], "originals": [], "families": ["v.mp4"]}, "split = 5"),
+    ({"split": None, "videos": ["v.mp4"], "originals": [], "families": ["v.mp4"]}, "split = None"),
+    ({"split": "train", "videos": [], "originals": [], "families": []}, "'videos' is empty"),
+])
+def test_a_damaged_training_record_is_one_line(tmp_path, record, match):
+    """A non-text split was a TypeError when the refusal named the splits; an emptied record refused nothing."""
+    from common.errors import DataError
+    from data.training_videos import read_record
+
+    path = tmp_path / "training_videos.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataError, match=rf"training_videos.json: {re.escape(match)}.*python -m extract train"):
+        read_record(path, "python -m extract train --name a")
