@@ -126,6 +126,15 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
     todo = variants(settings, most)
     work = out_dir / WORK
     key = _key(config, interim, files)
+    with locked(work):                   # two runs of one dataset take turns: one work folder
+        return _run_variants(settings, videos, files, interim, executor, todo, work, key, out_dir, features_dir,
+                             most)
+
+
+def _run_variants(settings: EnsembleSettings, videos: pd.DataFrame, files: dict[str, Path], interim: Path,
+                  executor: ExecutorSpec, todo: list, work: Path, key: str, out_dir: Path, features_dir: Path,
+                  most: int) -> dict:
+    backbones = list(settings.backbones)
     if work.exists() and _read_key(work) != key:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -133,7 +142,7 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
     full: BlendData | None = None
     for kind, value in tqdm(todo, desc="ensemble protocols", unit="fit"):
         stem = f"{kind}-{value}"
-        if (work / f"{stem}.json").exists():
+        if _done(work, stem):
             continue
         if kind == "frames" and value:
             data, _ = blend_data(videos, files, settings, interim, executor, frames=int(value))
@@ -150,6 +159,16 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
             table.to_parquet(tmp, index=False)
         write_json(work / f"{stem}.json", info)       # last: the variant is done
     return _assemble(settings, todo, work, out_dir, features_dir, most)
+
+
+def _done(work: Path, stem: str) -> bool:
+    """A variant is done when its record reads as an object and its table is there (both are renamed into place
+    whole, the record last); anything else is fitted again."""
+    try:
+        return isinstance(json.loads((work / f"{stem}.json").read_text()), dict) and \
+            (work / f"{stem}.parquet").is_file()
+    except (ValueError, OSError, RecursionError):
+        return False
 
 
 def _read_key(work: Path) -> str | None:

@@ -150,7 +150,8 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
     n_boot, top, bins, seed = settings.bootstrap, settings.top_methods, settings.ece_bins, settings.seed
     table, methods, fit = load_predictions(predictions)
     out.mkdir(parents=True, exist_ok=True)
-    boards, paired, jsons, sections = {}, {}, {}, []
+    protocols = protocol_sections(predictions, out, n_boot, seed)      # first: its inputs are checked before any
+    boards, paired, jsons, sections = {}, {}, {}, []                   # figure of this report is written
     for key in PARTS:
         part = table[(table["split"] == key) & table["label"].notna()]
         if part["label"].nunique() < 2:
@@ -192,8 +193,7 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
              f"95 % intervals: {n_boot} bootstrap resamples of whole families (a REAL original and all its fakes), "
              "so related videos move together. Balanced log-loss is the mean of the FAKE and REAL halves. EER: equal "
              f"error rate. ECE: expected calibration error over {bins} equal-width bins. Accuracy uses P(FAKE) > 0.5.",
-             "", "## Data", "", summary_table(table), ""] + sections + \
-        protocol_sections(predictions, out, n_boot, seed)
+             "", "## Data", "", summary_table(table), ""] + sections + protocols
     with atomic_path(out / "report.md") as tmp:
         write_text(tmp, "\n".join(lines) + "\n")
     csv = pd.concat([b.assign(split=k).reset_index() for k, b in boards.items()]) if boards else pd.DataFrame()

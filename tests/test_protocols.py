@@ -249,3 +249,25 @@ def test_sections_this_run_lacks_leave_no_earlier_files(run, tmp_path):
     assert not any("ablation" in line.lower() for line in lines)
     (pred / "protocols.json").unlink()
     assert protocol_sections(pred, out, 20, 0) == [] and not list(out.iterdir())
+
+
+def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
+    root = run[0]
+    work = tmp_path / "w"
+    for folder in ("interim", "features"):
+        shutil.copytree(root / folder, work / folder)
+    (work / "pred").mkdir()
+    shutil.copy(root / "pred/videos.parquet", work / "pred/videos.parquet")
+    config = small_config()
+    config["ensemble"]["protocols"]["ablation"] = False
+    run_protocols(config, work / "interim", work / "features", work / "pred")
+    expected = pd.read_parquet(work / "pred/frame_budget.parquet")
+    state = work / "pred/.protocols"
+    # leave the work folder behind, then damage it: a record without its table, a record that is not JSON
+    monkeypatch.setattr(protocols, "_assemble", lambda *args: {})
+    run_protocols(config, work / "interim", work / "features", work / "pred")
+    monkeypatch.undo()
+    (state / "frames-1.parquet").unlink()
+    (state / "frames-4.json").write_text("{trunc")
+    run_protocols(config, work / "interim", work / "features", work / "pred")
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "pred/frame_budget.parquet"), expected)
