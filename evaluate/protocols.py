@@ -61,9 +61,14 @@ def _test(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table["split"] == "test") & table["label"].notna()]
 
 
-def _load(folder: Path, name: str, column: str, kind: str, methods: list[str]) -> pd.DataFrame:
+def _load(folder: Path, name: str, column: str, kind: str, methods: list[str], every_method: bool = False
+          ) -> pd.DataFrame:
+    """A protocol table, checked: ``methods`` must be there, probabilities in every row (with ``every_method``,
+    every ``<a>/<b>`` column too: each budget's table has them all)."""
     path = folder / name
     table = read_parquet(path, f"{column} table", HINT)
+    if every_method:
+        methods = list(dict.fromkeys(methods + [c for c in table.columns if "/" in c]))
     check_table(path, table, {column: kind, **META, **{m: PROBABILITY for m in methods}}, key=[column, "video"],
                 what=f"{name} table")
     return table
@@ -157,7 +162,7 @@ def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFra
     path = folder / "protocols.json"
     budget = info["frame_budget"]
     learned = _names(budget.get("learned"), path, "frame_budget.learned")
-    table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [REFERENCE])
+    table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [REFERENCE], every_method=True)
     _values(table, "frames", budget["budgets"], folder / "frame_budget.parquet")
     budgets = sorted(table["frames"].unique().tolist(), key=lambda k: (k == 0, k))
     backbones = list(budget.get("frames_per_s") or {})

@@ -162,6 +162,11 @@ def test_damaged_protocol_files_are_one_line_and_no_report(run, tmp_path):
         run_report(small_config(), pred, tmp_path / "r", "toy")
     shutil.copy(root / "pred/protocols.json", pred / "protocols.json")
     table = pd.read_parquet(pred / "frame_budget.parquet")
+    table.loc[3, "cnn_b/max"] = np.nan          # a rule column: the best rules are chosen among them
+    table.to_parquet(pred / "frame_budget.parquet")
+    with pytest.raises(DataError, match=r"frame_budget.parquet: .*row 3.*cnn_b/max"):
+        run_report(small_config(), pred, tmp_path / "r", "toy")
+    table = pd.read_parquet(root / "pred/frame_budget.parquet")
     table.loc[7, "stack/chosen"] = 1.5
     table.to_parquet(pred / "frame_budget.parquet")
     with pytest.raises(DataError, match=r"frame_budget.parquet: .*row 7.*stack/chosen"):
