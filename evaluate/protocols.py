@@ -272,8 +272,8 @@ def _budget_text(table: pd.DataFrame, info: dict, figure: str) -> list[str]:
               "frame), the rules are recomputed and every combiner is refit and chosen again on the blend split with "
               "the same budget. Nothing is re-extracted. The CNN cost is the crops through every backbone at the "
               "frames/s `extract features` measured (face detection not included). Full table: `frame_budget.csv`."),
-             "", "| frames | crops/video | CNN ms/video | submitted (chosen) | log-loss | 95 % CI | AUC | "
-             "− all frames (paired 95 % CI) |", "|---|---|---|---|---|---|---|---|"]
+             "", ("| frames | crops/video | CNN ms/video | submitted (chosen) | log-loss | 95 % CI | AUC | "
+                  "− all frames (paired 95 % CI) |"), "|---|---|---|---|---|---|---|---|"]
     for r in sub.itertuples():
         frames = f"{r.frames} (all)" if r.all_frames else str(r.frames)
         cost = "–" if r.cnn_seconds_per_video != r.cnn_seconds_per_video else f"{r.cnn_seconds_per_video * 1000:.1f}"
