@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.atomic import write_json
 from common.errors import DataError
 from common.schema import read_json_object
 
@@ -32,12 +31,8 @@ def training_record(videos: pd.DataFrame, split: str, source: Path) -> dict:
             "families": sorted(set(part["family"].astype(str)))}
 
 
-def write_record(path: Path, record: dict) -> None:
-    write_json(path, record)
-
-
 def read_record(path: Path, hint: str) -> dict:
-    """A record written by :func:`write_record`; a missing one is a one-line error ending with ``hint`` (how to
+    """A record :func:`training_record` made (written as JSON); a missing one is a one-line error ending with ``hint`` (how to
     write it), a damaged one a one-line error naming the entry."""
     if not path.exists():
         raise DataError(f"{path}: not found: these models predate the record of their training videos; {hint}")

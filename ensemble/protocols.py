@@ -37,6 +37,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path, locked, write_json
 from common.errors import DataError
 from common.executor import ExecutorSpec
+from common.schema import read_json_object
 from extract.cache import file_key
 
 from .fit import (
@@ -61,11 +62,7 @@ def throughput(features_dir: Path, backbone: str) -> float | None:
     path = features_dir / f"{backbone}.throughput.json"
     if not path.exists():
         return None
-    try:
-        fps = json.loads(path.read_text()).get("frames_per_s")
-    except (ValueError, OSError, AttributeError):
-        raise DataError(f"{path}: not a throughput record (a JSON object with frames_per_s); rerun "
-                        "'python -m extract features'") from None
+    fps = read_json_object(path, "rerun 'python -m extract features'").get("frames_per_s")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
         raise DataError(f"{path}: frames_per_s = {fps!r}, expected a positive number")
     return float(fps)
@@ -127,38 +124,28 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
     work = out_dir / WORK
     key = _key(config, interim, files)
     with locked(work):                   # two runs of one dataset take turns: one work folder
-        return _run_variants(settings, videos, files, interim, executor, todo, work, key, out_dir, features_dir,
-                             most)
-
-
-def _run_variants(settings: EnsembleSettings, videos: pd.DataFrame, files: dict[str, Path], interim: Path,
-                  executor: ExecutorSpec, todo: list, work: Path, key: str, out_dir: Path, features_dir: Path,
-                  most: int) -> dict:
-    backbones = list(settings.backbones)
-    if work.exists() and _read_key(work) != key:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    write_json(work / "key.json", {"key": key})
-    full: BlendData | None = None
-    for kind, value in tqdm(todo, desc="ensemble protocols", unit="fit"):
-        stem = f"{kind}-{value}"
-        if _done(work, stem):
-            continue
-        if kind == "frames" and value:
-            data, _ = blend_data(videos, files, settings, interim, executor, frames=int(value))
-            table, info = fit_variant(settings, videos, data, backbones)
-        else:
-            if full is None:
-                full, _ = blend_data(videos, files, settings, interim, executor)
-            if kind == "frames":
-                table, info = fit_variant(settings, videos, full, backbones)
+        if work.exists() and _read_key(work) != key:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        write_json(work / "key.json", {"key": key})
+        full: BlendData | None = None
+        for kind, value in tqdm(todo, desc="ensemble protocols", unit="fit"):
+            stem = f"{kind}-{value}"
+            if _done(work, stem):
+                continue
+            if kind == "frames" and value:
+                data, _ = blend_data(videos, files, settings, interim, executor, frames=int(value))
+                names = backbones
             else:
-                rest = [b for b in backbones if b != value]
-                table, info = fit_variant(settings, videos, without_backbone(full, str(value), backbones), rest)
-        with atomic_path(work / f"{stem}.parquet") as tmp:
-            table.to_parquet(tmp, index=False)
-        write_json(work / f"{stem}.json", info)       # last: the variant is done
-    return _assemble(settings, todo, work, out_dir, features_dir, most)
+                if full is None:
+                    full, _ = blend_data(videos, files, settings, interim, executor)
+                data, names = (full, backbones) if kind == "frames" else \
+                    (without_backbone(full, str(value), backbones), [b for b in backbones if b != value])
+            table, info = fit_variant(settings, videos, data, names)
+            with atomic_path(work / f"{stem}.parquet") as tmp:
+                table.to_parquet(tmp, index=False)
+            write_json(work / f"{stem}.json", info)       # last: the variant is done
+        return _assemble(settings, todo, work, out_dir, features_dir, most)
 
 
 def _done(work: Path, stem: str) -> bool:

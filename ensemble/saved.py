@@ -18,7 +18,7 @@ import pandas as pd
 
 from common.atomic import atomic_dir, write_json, write_text
 from common.errors import DataError
-from data.training_videos import RECORD_FILE, write_record
+from data.training_videos import RECORD_FILE
 
 from .calibration import Calibrator
 from .rules import Rule
@@ -48,7 +48,7 @@ def write_ensemble(folder: Path, saved: dict, meta: dict, record: dict | None = 
     of the videos the combiners learned from (``data.training_videos``)."""
     with atomic_dir(folder) as tmp:
         if record is not None:
-            write_record(tmp / RECORD_FILE, record)
+            write_json(tmp / RECORD_FILE, record)
         for name, (model, calibrator) in saved.items():
             stem = name.replace("/", "_")
             obj = {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()}

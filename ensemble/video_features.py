@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from common.errors import DataError
+from data.sampling import SamplingPolicy
 from extract.cache import FeatureFile, Part, read_part
 
 from .rules import Rule, aggregate
@@ -132,8 +133,6 @@ def frame_budget(frames: pd.DataFrame, k: int) -> np.ndarray:
     """(n,) bool: the rows of ``k`` frames per video, evenly spaced over the video's cached frames as the
     ``linspace`` sampling policy picks them (every face of a kept frame); a video with fewer keeps all.
     ``frames``: ``video, frame`` sorted by (video, frame)."""
-    from data.sampling import SamplingPolicy
-
     video = frames["video"].to_numpy()
     frame = frames["frame"].to_numpy()
     new_video = np.r_[True, video[1:] != video[:-1]]

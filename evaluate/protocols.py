@@ -157,6 +157,24 @@ def best_rules(table: pd.DataFrame, backbones: list[str]) -> list[str]:
     return out
 
 
+def _paired_variants(table: pd.DataFrame, column: str, reference, path: Path, n_boot: int, seed: int):
+    """The test rows of the ``reference`` value of ``column`` (indexed by video), their labels (n,), families (n,)
+    and bootstrap replicates, and {value: that variant's test rows in the same video order}: every variant is
+    scored on the same replicates, so the differences between them are paired."""
+    test = _test(table)
+    full = test[test[column] == reference].set_index("video")
+    if full["label"].nunique() < 2:
+        raise DataError(f"{path}: {column} {reference!r}: the test split needs labelled FAKE and REAL videos")
+    y, groups = full["label"].to_numpy(np.float64), full["family"].to_numpy()
+    parts = {}
+    for value in table[column].unique():
+        part = test[test[column] == value].set_index("video").reindex(full.index)
+        if part["split"].isna().any():
+            raise DataError(f"{path}: {column} {value!r}: not the same test videos as {column} {reference!r}")
+        parts[value] = part
+    return full, y, groups, grouped_bootstrap_indices(groups, n_boot, seed), parts
+
+
 def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
     """The rows of ``frame_budget.csv`` (see the module docstring)."""
     path = folder / "protocols.json"
@@ -165,30 +183,21 @@ def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFra
     table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [REFERENCE], every_method=True)
     _values(table, "frames", budget["budgets"], folder / "frame_budget.parquet")
     budgets = sorted(table["frames"].unique().tolist(), key=lambda k: (k == 0, k))
-    backbones = list(budget.get("frames_per_s") or {})
+    backbones = list(budget["frames_per_s"])
     rules = best_rules(table[table["frames"] == 0], backbones)
     roles = {CHOSEN: "submitted", REFERENCE: "reference", **{m: "best rule" for m in rules},
              **{m: "combiner" for m in learned if m != CHOSEN}}
-    test = _test(table)
-    full = test[test["frames"] == 0].set_index("video")
-    if full["label"].nunique() < 2:
-        raise DataError(f"{folder}/frame_budget.parquet: frames 0 (every crop): the test split needs labelled FAKE "
-                        "and REAL videos")
-    y, groups = full["label"].to_numpy(np.float64), full["family"].to_numpy()
-    indices = grouped_bootstrap_indices(groups, n_boot, seed)      # the same replicates at every budget: paired
+    full, y, groups, indices, parts = _paired_variants(table, "frames", 0, folder / "frame_budget.parquet", n_boot,
+                                                       seed)
     rows = []
     for k in budgets:
-        part = test[test["frames"] == k].set_index("video").reindex(full.index)
-        if part["split"].isna().any():
-            raise DataError(f"{folder}/frame_budget.parquet: frames {k}: not the same test videos as frames 0")
-        crops = (budget.get("crops_per_video") or {}).get(str(k)) or {}
-        seconds = (budget.get("seconds_per_video") or {}).get(str(k))
+        part, crops, seconds = parts[k], budget["crops_per_video"][str(k)], budget["seconds_per_video"][str(k)]
         for method, role in roles.items():
             p = part[method].to_numpy(np.float64)
             gap = paired_bootstrap(y, p, full[method].to_numpy(np.float64), groups, log_loss, indices=indices)
-            rows.append({"frames": int(k) if k else int(budget.get("most_frames", 0)), "all_frames": k == 0,
+            rows.append({"frames": int(k) if k else budget["most_frames"], "all_frames": k == 0,
                          "method": method, "role": role,
-                         "chosen_method": (budget.get("chosen") or {}).get(str(k)) if method == CHOSEN else "",
+                         "chosen_method": budget["chosen"][str(k)] if method == CHOSEN else "",
                          "n_videos": len(part),
                          "crops_per_video": float(np.mean(list(crops.values()))) if crops else math.nan,
                          "cnn_seconds_per_video": math.nan if seconds is None else float(seconds),
@@ -203,30 +212,22 @@ def ablation(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
     learned = _names(info["ablation"].get("learned"), path, "ablation.learned")
     table = _load(folder, "ablation.parquet", "without", TEXT, learned)
     _values(table, "without", [FULL] + info["ablation"]["backbones"], folder / "ablation.parquet")
-    chosen = info["ablation"].get("chosen") or {}
-    test = _test(table)
-    full = test[test["without"] == FULL].set_index("video")
-    if full["label"].nunique() < 2:
-        raise DataError(f"{folder}/ablation.parquet: the full ensemble's test rows need labelled FAKE and REAL "
-                        "videos")
-    y, groups = full["label"].to_numpy(np.float64), full["family"].to_numpy()
-    indices = grouped_bootstrap_indices(groups, n_boot, seed)
+    chosen = info["ablation"]["chosen"]
+    full, y, groups, indices, parts = _paired_variants(table, "without", FULL, folder / "ablation.parquet", n_boot,
+                                                       seed)
     rows = []
-    for backbone in [b for b in table["without"].unique() if b != FULL]:
-        part = test[test["without"] == backbone].set_index("video").reindex(full.index)
-        if part["split"].isna().any():
-            raise DataError(f"{folder}/ablation.parquet: without {backbone}: not the full ensemble's test videos")
+    for backbone in [b for b in parts if b != FULL]:
+        part = parts[backbone]
         for method in learned:
             p_without, p_full = part[method].to_numpy(np.float64), full[method].to_numpy(np.float64)
             gap = paired_bootstrap(y, p_without, p_full, groups, log_loss, indices=indices)
             rows.append({"method": method, "without": backbone,
-                         "chosen_method": chosen.get(backbone, "") if method == CHOSEN else "",
+                         "chosen_method": chosen[backbone] if method == CHOSEN else "",
                          "n_videos": len(full), "log_loss_full": log_loss(y, p_full),
                          "log_loss_without": log_loss(y, p_without), "difference": gap["diff"],
                          "difference_low": gap["ci"][0], "difference_high": gap["ci"][1],
                          "auc_full": roc_auc(y, p_full), "auc_without": roc_auc(y, p_without)})
     return pd.DataFrame(rows)
-
 
 
 def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[str]:

@@ -53,6 +53,17 @@ def leaderboard(part: pd.DataFrame, methods: list[str], n_boot: int, seed: int, 
     return board.sort_values("log_loss", kind="stable")
 
 
+def write_leaderboard(boards: dict[str, pd.DataFrame], target: Path) -> None:
+    """``leaderboard.csv``: every part's board one under the other with a ``split`` column, each interval as
+    ``<metric>_ci_low`` and ``<metric>_ci_high``."""
+    csv = pd.concat([b.assign(split=k).reset_index() for k, b in boards.items()]) if boards else pd.DataFrame()
+    for col in ("log_loss_ci", "auc_ci"):
+        if col in csv:
+            csv[[f"{col}_low", f"{col}_high"]] = pd.DataFrame(csv.pop(col).tolist(), index=csv.index)
+    with atomic_path(target) as tmp:
+        csv.to_csv(tmp, index=False)
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "–" if x is None or x != x else f"{x:.{digits}f}"
 
@@ -194,14 +205,8 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
              "so related videos move together. Balanced log-loss is the mean of the FAKE and REAL halves. EER: equal "
              f"error rate. ECE: expected calibration error over {bins} equal-width bins. Accuracy uses P(FAKE) > 0.5.",
              "", "## Data", "", summary_table(table), ""] + sections + protocols
-    with atomic_path(out / "report.md") as tmp:
-        write_text(tmp, "\n".join(lines) + "\n")
-    csv = pd.concat([b.assign(split=k).reset_index() for k, b in boards.items()]) if boards else pd.DataFrame()
-    for col in ("log_loss_ci", "auc_ci"):
-        if col in csv:
-            csv[[f"{col}_low", f"{col}_high"]] = pd.DataFrame(csv.pop(col).tolist(), index=csv.index)
-    with atomic_path(out / "leaderboard.csv") as tmp:
-        csv.to_csv(tmp, index=False)
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+    write_leaderboard(boards, out / "leaderboard.csv")
     write_json(out / "metrics_blend_oof.json", jsons["blend"])
     write_json(out / "metrics.json", jsons["test"])
     return out

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from common.atomic import atomic_dir, atomic_path, write_json, write_text
+from common.atomic import atomic_dir, write_json, write_text
 from common.cli import check_name
 from common.errors import DataError
 from common.executor import ExecutorSpec
@@ -50,6 +50,7 @@ from .report import (
     leaderboard,
     metrics_json,
     summary_table,
+    write_leaderboard,
 )
 from .settings import load_settings
 
@@ -234,11 +235,7 @@ def transfer_report(config: dict, folder: Path, out: Path, own: Path | None = No
               f"FAKE and REAL halves; ECE over {bins} equal-width bins; accuracy at P(FAKE) > 0.5."), "",
              "## Data", "", summary_table(table), "", *section, *gap]
     write_text(out / "report.md", "\n".join(lines) + "\n")
-    csv = board.assign(split=PART).reset_index()
-    for col in ("log_loss_ci", "auc_ci"):
-        csv[[f"{col}_low", f"{col}_high"]] = pd.DataFrame(csv.pop(col).tolist(), index=csv.index)
-    with atomic_path(out / "leaderboard.csv") as tmp:
-        csv.to_csv(tmp, index=False)
+    write_leaderboard({PART: board}, out / "leaderboard.csv")
     metrics = {**metrics_json(name, PART, part, board), "models": models}
     write_json(out / "metrics.json", metrics)
     return metrics

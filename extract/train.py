@@ -33,7 +33,7 @@ from common.metrics import KAGGLE_EPS, balanced_log_loss, log_loss
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.sampling import SamplingPolicy
 from data.tables import load_tables, load_videos
-from data.training_videos import RECORD_FILE, training_record, write_record
+from data.training_videos import RECORD_FILE, training_record
 
 from .backbones import build_model, get_backbone, load_classifier, load_keras
 from .pipeline import View, eval_dataset, load_images, train_dataset
@@ -324,7 +324,7 @@ def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config
             futures = [pool.submit(train_backbone, spec, shared, fit, val, root, models_dir, config) for spec in specs]
             cards = [f.result() for f in futures]
     # rewritten on every run, an up-to-date one too, so models trained before the record gain it by a rerun
-    write_record(models_dir / RECORD_FILE, training_record(load_videos(interim), "train", interim / "videos.parquet"))
+    write_json(models_dir / RECORD_FILE, training_record(load_videos(interim), "train", interim / "videos.parquet"))
     for spec, card in zip(specs, cards):
         print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']} by validation frame "
               f"{METRIC_NAMES[card['monitor']]}, validation frame AUC "
