@@ -119,6 +119,7 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
     videos, files = load_inputs(interim, features_dir, backbones)
     if not (out_dir / "videos.parquet").exists():
         raise DataError(f"{out_dir}/videos.parquet: not found; run 'make ensemble' (python -m ensemble fit) first")
+    fps = {b: throughput(features_dir, b) for b in backbones}     # checked before the long work
     most = int(videos["n_frames"].max()) if len(videos) else 0
     todo = variants(settings, most)
     work = out_dir / WORK
@@ -145,7 +146,7 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
             with atomic_path(work / f"{stem}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
             write_json(work / f"{stem}.json", info)       # last: the variant is done
-        return _assemble(settings, todo, work, out_dir, features_dir, most)
+        return _assemble(todo, work, out_dir, fps, most)
 
 
 def _done(work: Path, stem: str) -> bool:
@@ -165,10 +166,8 @@ def _read_key(work: Path) -> str | None:
         return None
 
 
-def _assemble(settings: EnsembleSettings, todo: list, work: Path, out_dir: Path, features_dir: Path,
-              most: int) -> dict:
+def _assemble(todo: list, work: Path, out_dir: Path, fps: dict[str, float | None], most: int) -> dict:
     infos = {(kind, value): json.loads((work / f"{kind}-{value}.json").read_text()) for kind, value in todo}
-    fps = {b: throughput(features_dir, b) for b in settings.backbones}
     budgets = [v for kind, v in todo if kind == "frames"]
     seconds = {}
     for k in budgets:

@@ -276,3 +276,13 @@ def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
     (state / "frames-4.json").write_text("{trunc")
     run_protocols(config, work / "interim", work / "features", work / "pred")
     pd.testing.assert_frame_equal(pd.read_parquet(work / "pred/frame_budget.parquet"), expected)
+
+
+def test_a_bad_throughput_record_stops_before_any_refit(run, tmp_path, monkeypatch):
+    root = run[0]
+    shutil.copytree(root / "features", tmp_path / "features")
+    (tmp_path / "features" / "cnn_b.throughput.json").write_text('{"frames_per_s": "fast"}')
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: pytest.fail("refit before the inputs were checked"))
+    with pytest.raises(DataError, match=r"cnn_b.throughput.json: frames_per_s = 'fast'"):
+        run_protocols(small_config(), root / "interim", tmp_path / "features", root / "pred")
+    assert not (root / "pred" / ".protocols").exists()
