@@ -26,7 +26,7 @@ from common.errors import DataError
 from common.executor import ExecutorSpec
 from common.metrics import log_loss
 from data.tables import load_videos
-from data.training_videos import training_record
+from data.training_videos import TrainingRecord
 from extract.cache import FeatureFile
 
 from .saved import write_ensemble
@@ -231,7 +231,7 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     with locked(out_dir.with_name(f"{out_dir.name}.fit")):    # overlapping fits never mix models and predictions
         write_ensemble(models_dir, saved, {"rules": [r.label for r in settings.rules], "backbones": backbones,
                                            "prior": data.prior, "pca": pcas, "best_method": report["best_method"]},
-                       training_record(videos, "blend", interim / "videos.parquet"))
+                       TrainingRecord.of(videos, "blend", interim / "videos.parquet").to_json())
         with atomic_dir(out_dir) as tmp:
             out.to_parquet(tmp / "videos.parquet", index=False)
             write_json(tmp / "fit.json", report)

@@ -82,16 +82,18 @@ def cmd_submission(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict
+    from apply.models import load_models
+    from apply.videos import predict
 
     config = load_config(args.config)
-    videos, crops, method, problems = predict(args.inputs, config, Path(args.models) / check_name(args.name),
-                                              args.method)
+    models = load_models(Path(args.models) / check_name(args.name))
+    videos, crops, method, problems = predict(args.inputs, config, models, args.method)
     problems.warn()
     if args.json:
         out = {"method": method, "videos": []}
         for row in videos.itertuples():
-            item = {"video": row.video, "source": row.source, "n_crops": row.n_crops, "p_fake": float(row.p_fake)}
+            item = {"video": row.video, "source": row.source, "status": row.status, "n_crops": row.n_crops,
+                    "p_fake": float(row.p_fake)}
             if args.frames:
                 mine = crops[crops["video"] == row.video].drop(columns="video")
                 item["frames"] = json.loads(mine.to_json(orient="records"))
@@ -100,7 +102,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     print(f"P(FAKE) by {method} ({Path(args.models) / args.name})")
     for row in videos.itertuples():
-        print(f"{row.p_fake:.4f}  {row.video}  ({row.n_crops} face crops)  {row.source}")
+        print(f"{row.p_fake:.4f}  {row.video}  ({row.n_crops} face crops; {row.status})  {row.source}")
         if args.frames:
             mine = crops[crops["video"] == row.video].drop(columns="video")
             print("\n".join("    " + line for line in mine.to_string(index=False, float_format="%.4f").splitlines()))
@@ -197,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="print the fake probability of videos or face folders",
                        description="Detect faces in .mp4 files (or read face folders), score them with the trained "
-                                   "backbones of models/NAME and combine them with its saved ensemble: the "
-                                   "pipeline's probability for each video, in one call.")
+                                   "backbones of models/NAME (each under the input view of its model card) and "
+                                   "combine them with its saved ensemble: the pipeline's probability for each "
+                                   "video, in one call, with its status (ok, no face, unreadable: the last two "
+                                   "get the prior).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".mp4 (or other video) files, or face-crop folders")
     p.add_argument("--name", default="synthetic", help="dataset whose trained models to use (default: synthetic)")
     add_folder_flag(p, "--models", MODELS, "models folder; uses MODELS/NAME")

@@ -107,7 +107,7 @@ def metrics_json(name: str, split: str, part: pd.DataFrame, board: pd.DataFrame)
             "methods": methods, "best_method": board.index[0] if len(board) else None}
 
 
-def _paired(part: pd.DataFrame, board: pd.DataFrame, n_boot: int, seed: int) -> dict | None:
+def best_against_runner_up(part: pd.DataFrame, board: pd.DataFrame, n_boot: int, seed: int) -> dict | None:
     """The best method against the runner-up: the next method whose predictions differ (``stack/chosen`` holds the
     chosen method's values on test rows, and a tie of one method with itself says nothing)."""
     best = board.index[0] if len(board) else None
@@ -121,9 +121,12 @@ def _paired(part: pd.DataFrame, board: pd.DataFrame, n_boot: int, seed: int) -> 
     return {"best": best, "runner_up": second, **result}
 
 
-def _part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dict | None, figs: dict,
-                  prior: float | None, title: str | None = None,
-                  prior_source: str = "the blend split's FAKE share") -> list[str]:
+def part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dict | None, figs: dict,
+                 prior: float | None, title: str | None = None,
+                 prior_source: str = "the blend split's FAKE share") -> list[str]:
+    """The report's Markdown lines for one part (``key``: its figure prefix; ``title``: its heading, by default
+    the part's name): counts, the leaderboard ``board``, the paired comparison of the best method (from
+    :func:`best_against_runner_up`), the figures ``figs`` and the constant ``prior``'s log-loss."""
     title = title or PARTS[key]
     n_fake = int(part["label"].sum())
     lines = [f"## {title[0].upper()}{title[1:]}: {len(part)} videos ({n_fake} FAKE, {len(part) - n_fake} REAL, "
@@ -172,10 +175,10 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
                           "methods": {}, "best_method": None}
             continue
         board = leaderboard(part, methods, n_boot, seed, bins)
-        boards[key], paired[key] = board, _paired(part, board, n_boot, seed)
+        boards[key], paired[key] = board, best_against_runner_up(part, board, n_boot, seed)
         jsons[key] = metrics_json(name, key, part, board)
         figs = figures.draw_all(part, board, methods, out, key, top, bins)
-        sections += _part_section(key, part, board, paired[key], figs, fit.get("prior"))
+        sections += part_section(key, part, board, paired[key], figs, fit.get("prior"))
 
     chosen = fit.get("best_method")
     nested = fit.get("chosen")

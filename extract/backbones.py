@@ -6,7 +6,6 @@ pipeline, not inside the model, so saved models hold only standard layers.
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,8 @@ from typing import Callable
 from common.errors import DataError
 from common.paths import input_file
 from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
+
+from .card import check_model_file
 
 layers = keras.layers
 
@@ -177,15 +178,7 @@ def feature_model(model: keras.Model) -> keras.Model:
 def load_keras(path: Path, compile: bool = False) -> keras.Model:
     """Load a ``.keras`` file in Keras safe mode: a Lambda layer (arbitrary code) is refused, and a file that is
     not a whole ``.keras`` archive (truncated, random bytes) is a one-line error saying so."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DataError(f"{path}: not a .keras model file (not a whole zip archive: {e})") from None
-    if damaged is not None or "config.json" not in names:
-        raise DataError(f"{path}: not a .keras model file ("
-                        f"{f'damaged member {damaged}' if damaged else 'no config.json inside'})")
+    check_model_file(path)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except ValueError as e:

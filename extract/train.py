@@ -33,9 +33,10 @@ from common.metrics import KAGGLE_EPS, balanced_log_loss, log_loss
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.sampling import SamplingPolicy
 from data.tables import load_tables, load_videos
-from data.training_videos import RECORD_FILE, training_record
+from data.training_videos import TrainingRecord
 
 from .backbones import build_model, get_backbone, load_classifier, load_keras
+from .card import ModelCard, card_path, model_path
 from .pipeline import View, eval_dataset, load_images, train_dataset
 from .runtime import infer
 from .settings import MONITORS, BackboneSpec, ExtractSettings, TrainSettings
@@ -243,42 +244,53 @@ def _checkpoint(model: keras.Model, work: Path, state: dict, metrics: dict, loss
 
 
 def _card(spec: BackboneSpec, settings: ExtractSettings, config: dict, state: dict, done_key: str,
-          fingerprint: str, fit: pd.DataFrame, val: pd.DataFrame, fit_y: np.ndarray) -> dict:
+          fingerprint: str, fit: pd.DataFrame, val: pd.DataFrame, fit_y: np.ndarray) -> ModelCard:
     best = state["history"][state["best_epoch"] - 1]
-    return {
-        "backbone": spec.name, "run_key": done_key, "input_size": spec.input_size,
-        "center_crop": spec.center_crop, "weights": spec.weights,
-        "model_file": f"{spec.name}.keras",
-        "config": {"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
-        "data": {"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
-                 "val_crops": len(val), "val_videos": int(val["video"].nunique()),
-                 "val_fold": settings.train.val_fold, "fake_share": float(fit_y.mean())},
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": state["monitor"],
-        "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
-        "history": state["history"], "train_seconds": round(state["seconds"], 1),
-        "tensorflow": tf.__version__, "keras": keras.__version__,
+    return ModelCard(
+        backbone=spec.name, run_key=done_key, input_size=spec.input_size,
+        center_crop=spec.center_crop, weights=spec.weights,
+        model_file=model_path(Path(), spec.name).name,
+        config={"extract": config["extract"], "backbone": config["backbones"][spec.name], "seed": settings.seed},
+        data={"fingerprint": fingerprint, "train_crops": len(fit), "train_videos": int(fit["video"].nunique()),
+              "val_crops": len(val), "val_videos": int(val["video"].nunique()),
+              "val_fold": settings.train.val_fold, "fake_share": float(fit_y.mean())},
+        epochs_run=state["epoch"], best_epoch=state["best_epoch"], monitor=state["monitor"],
+        val={k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        history=state["history"], train_seconds=round(state["seconds"], 1),
+        tensorflow=tf.__version__, keras=keras.__version__,
         # what the weights' last bits depend on besides the seed: the intra-op pool (0 = one thread per core)
         # and oneDNN's kernels, chosen per CPU instruction set
-        "cpu": {"cores": len(os.sched_getaffinity(0)), "intra_op_threads": settings.intra_op_threads,
-                "inter_op_threads": settings.inter_op_threads,
-                **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
-                   if k in os.environ}},
-    }
+        cpu={"cores": len(os.sched_getaffinity(0)), "intra_op_threads": settings.intra_op_threads,
+             "inter_op_threads": settings.inter_op_threads,
+             **{k.lower(): os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
+                if k in os.environ}},
+    )
+
+
+def _up_to_date(models_dir: Path, name: str, done_key: str) -> ModelCard | None:
+    """The card of a finished run with this key, beside its model; None when there is none (or it is damaged:
+    the backbone is trained again)."""
+    card_file = card_path(models_dir, name)
+    if not card_file.exists() or not model_path(models_dir, name).exists():
+        return None
+    try:
+        card = ModelCard.read(card_file, "")
+    except DataError:
+        return None
+    return card if card.run_key == done_key else None
 
 
 def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFrame, val: pd.DataFrame,
-                   root: Path, models_dir: Path, config: dict) -> dict:
+                   root: Path, models_dir: Path, config: dict) -> ModelCard:
     """Train one backbone with per-epoch checkpoints (resumed after a kill); returns its model card."""
     train = settings.train
     fingerprint = data_fingerprint(pd.concat([fit, val]), root)
     key = _run_key(spec, settings, fingerprint)
     done_key = hashlib.sha256(f"{key}|{train.epochs}|{train.patience}".encode()).hexdigest()
-    card_file = models_dir / f"{spec.name}.json"
-    if card_file.exists() and (models_dir / f"{spec.name}.keras").exists():
-        card = json.loads(card_file.read_text())
-        if card.get("run_key") == done_key:
-            print(f"{spec.name}: {models_dir / spec.name}.keras is up to date")
-            return card
+    card = _up_to_date(models_dir, spec.name, done_key)
+    if card is not None:
+        print(f"{spec.name}: {model_path(models_dir, spec.name)} is up to date")
+        return card
     work = models_dir / f".train-{spec.name}"
     state = _resume(work, key, train.monitor)
     runtime = setup(settings.mixed_precision, settings.intra_op_threads, settings.inter_op_threads,
@@ -300,15 +312,15 @@ def train_backbone(spec: BackboneSpec, settings: ExtractSettings, fit: pd.DataFr
 
     model.load_weights(work / "best.weights.h5")
     card = _card(spec, settings, config, state, done_key, fingerprint, fit, val, source[1])
-    save_model(model, models_dir / f"{spec.name}.keras")
-    write_json(card_file, card)
-    load_classifier(models_dir / f"{spec.name}.keras")   # the saved file must load in safe mode
+    save_model(model, model_path(models_dir, spec.name))
+    write_json(card_path(models_dir, spec.name), card.to_json())
+    load_classifier(model_path(models_dir, spec.name))   # the saved file must load in safe mode
     shutil.rmtree(work, ignore_errors=True)
     return card
 
 
 def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config: dict,
-              only: list[str] | None = None) -> list[dict]:
+              only: list[str] | None = None) -> list[ModelCard]:
     """Train every backbone of ``settings`` (or of ``only``); returns their cards in config order. With
     ``[extract.train] processes`` > 1, that many backbones train at once, each in its own spawned process with
     ``intra_op_threads`` (when 0: the cores shared out) and one inter-op thread."""
@@ -324,10 +336,10 @@ def train_all(interim: Path, models_dir: Path, settings: ExtractSettings, config
             futures = [pool.submit(train_backbone, spec, shared, fit, val, root, models_dir, config) for spec in specs]
             cards = [f.result() for f in futures]
     # rewritten on every run, an up-to-date one too, so models trained before the record gain it by a rerun
-    write_json(models_dir / RECORD_FILE, training_record(load_videos(interim), "train", interim / "videos.parquet"))
+    TrainingRecord.of(load_videos(interim), "train", interim / "videos.parquet").write(models_dir)
     for spec, card in zip(specs, cards):
-        print(f"{spec.name}: best epoch {card['best_epoch']}/{card['epochs_run']} by validation frame "
-              f"{METRIC_NAMES[card['monitor']]}, validation frame AUC "
-              f"{card['val']['auc']:.4f}, balanced log-loss {card['val']['balanced_log_loss']:.4f}; "
+        print(f"{spec.name}: best epoch {card.best_epoch}/{card.epochs_run} by validation frame "
+              f"{METRIC_NAMES[card.monitor]}, validation frame AUC "
+              f"{card.val['auc']:.4f}, balanced log-loss {card.val['balanced_log_loss']:.4f}; "
               f"wrote {models_dir / spec.name}.keras")
     return cards

@@ -258,7 +258,7 @@ def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_singl
 
 
 def test_the_runner_up_is_never_the_best_method_under_another_name():
-    from evaluate.report import _paired, leaderboard
+    from evaluate.report import best_against_runner_up, leaderboard
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
@@ -266,6 +266,6 @@ def test_the_runner_up_is_never_the_best_method_under_another_name():
     part = pd.DataFrame({"label": y, "family": np.arange(60) // 2, "stack/logistic": p, "stack/chosen": p,
                          "cnn/mean": np.full(60, 0.5)})
     board = leaderboard(part, ["stack/logistic", "stack/chosen", "cnn/mean"], 50, 0, 10)
-    paired = _paired(part, board, 50, 0)
+    paired = best_against_runner_up(part, board, 50, 0)
     assert paired["runner_up"] == "cnn/mean" and paired["diff"] != 0
-    assert _paired(part, board.drop(index="cnn/mean"), 50, 0) is None
+    assert best_against_runner_up(part, board.drop(index="cnn/mean"), 50, 0) is None

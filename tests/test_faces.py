@@ -150,38 +150,69 @@ def trained(tmp_path_factory):
     return root, config
 
 
-def test_predict_gives_the_pipelines_probability(trained):
+def test_predict_gives_the_pipelines_probability_and_each_videos_status(trained, tmp_path):
+    """On .mp4 files with ``[extract] intra_op_threads = 1`` (MTCNN used to start TensorFlow before the thread
+    pools were set: a RuntimeError traceback); a zero-byte, a corrupt and a faceless video each say what they are."""
     root, config = trained
     table = pd.read_parquet(root / "predictions/v/videos.parquet")
     test = table[table["split"] == "test"]
     fit = json.loads((root / "predictions/v/fit.json").read_text())
     picks = test["video"].tolist()[:2]
     inputs = [str(root / "clips" / v) for v in picks] + [str(root / "raw" / picks[0].removesuffix(".mp4"))]
-    res = run_cli("evaluate", "predict", *inputs[:2], "--name", "v", "--models", str(root / "models"),
-                  "--config", str(config), "--json", "--frames")
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(config.read_text().replace("[extract]\n", "[extract]\nintra_op_threads = 1\n", 1))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 10)
+    write_video(tmp_path / "faceless.mp4", render_frames(4, seed=3, hidden=(0, 1, 2, 3)))
+    odd = [str(tmp_path / f) for f in ("empty.mp4", "corrupt.mp4", "faceless.mp4")]
+    res = run_cli("evaluate", "predict", *inputs[:2], *odd, "--name", "v", "--models", str(root / "models"),
+                  "--config", str(pinned), "--json", "--frames")
     assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
     out = json.loads(res.stdout)
     assert out["method"] == fit["best_method"]
     for item, video in zip(out["videos"], picks):
         expected = test.set_index("video").loc[video, fit["best_method"]]
         assert item["video"] == video and item["p_fake"] == pytest.approx(expected, abs=1e-5)
         assert len(item["frames"]) == item["n_crops"] == 4 and "smallcnn" in item["frames"][0]
-    # a face folder and another method: the pipeline's value too
-    res = run_cli("evaluate", "predict", inputs[2], "--name", "v", "--models", str(root / "models"),
+        assert item["status"] == "ok"
+    # each gets the prior, and says why: --json tells them apart now, not only stderr
+    odd_items = out["videos"][2:]
+    assert [i["status"] for i in odd_items] == ["unreadable", "unreadable", "no face"]
+    assert [i["video"] for i in odd_items] == ["empty.mp4", "corrupt.mp4", "faceless.mp4"]
+    assert all(i["n_crops"] == 0 and i["frames"] == [] for i in odd_items)
+    assert len({i["p_fake"] for i in odd_items}) == 1 and "unreadable videos" in res.stderr
+    # a face folder and another method: the pipeline's value too; the text output names each status
+    res = run_cli("evaluate", "predict", inputs[2], odd[1], "--name", "v", "--models", str(root / "models"),
                   "--config", str(config), "--method", "smallcnn/max")
     assert res.returncode == 0, res.stderr
-    value = float(res.stdout.splitlines()[1].split()[0])
+    lines = res.stdout.splitlines()
+    value = float(lines[1].split()[0])
     assert value == pytest.approx(test.set_index("video").loc[picks[0], "smallcnn/max"], abs=1e-4)
+    assert "(4 face crops; ok)" in lines[1] and "corrupt.mp4  (0 face crops; unreadable)" in lines[2]
 
 
 def test_predict_errors(trained, tmp_path):
     root, config = trained
-    res = run_cli("evaluate", "predict", str(tmp_path / "missing.txt"), "--name", "v", "--models",
-                  str(root / "models"), "--config", str(config), subprocess_run=False)
-    assert res.returncode == 2 and "not a video file" in res.stderr and res.stderr.count("\n") == 1
+
+    def refused(*inputs, words, method=(), subprocess_run=False):
+        res = run_cli("evaluate", "predict", *map(str, inputs), "--name", "v", "--models", str(root / "models"),
+                      "--config", str(config), *method, subprocess_run=subprocess_run)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+        assert words in res.stderr, res.stderr
+        assert not res.stdout
+
+    refused(tmp_path / "missing.txt", words="not a video file")
+    (tmp_path / "empty").mkdir()
+    refused(tmp_path / "empty", words="empty: an empty folder")
+    # a folder of .mp4 files is no face folder (it used to get the prior under the name clips.mp4)
+    refused(root / "clips", words="a folder of videos (24, e.g. fake00xx.mp4), not a face folder")
     res = run_cli("evaluate", "predict", str(root / "clips" / "real00xx.mp4"), "--name", "nope", "--models",
                   str(root / "models"), "--config", str(config), subprocess_run=False)
     assert res.returncode == 2 and "make ensemble" in res.stderr
+    # the saved ensemble checks the method (the one place that does)
+    face_folder = next(p for p in sorted((root / "raw").iterdir()) if p.is_dir())
+    refused(face_folder, words="no method 'nope'", method=("--method", "nope"), subprocess_run=True)
 
 
 # --- small faces: the second pass ------------------------------------------------------------------------

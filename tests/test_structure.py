@@ -1,4 +1,5 @@
-"""The house rules of issue #10: one-way imports between stages, TensorFlow only where a network runs."""
+"""The house rules of issues #10 and #19: one-way imports between stages, TensorFlow only where a network runs,
+and ``evaluate`` runs a network only through the application layer (``apply``)."""
 import ast
 import subprocess
 import sys
@@ -8,7 +9,11 @@ import pytest
 
 from conftest import REPO
 
-ORDER = ["common", "data", "extract", "ensemble", "evaluate"]     # a package may import only those before it
+ORDER = ["common", "data", "extract", "ensemble", "apply", "evaluate"]   # a package may import only those before it
+# modules that load or run a network (or import TensorFlow to do so): evaluate reaches them only through apply
+NETWORK_MODULES = {"tensorflow", "keras", "mtcnn", "common.tensorflow_setup", "data.faces", "extract.backbones",
+                   "extract.features", "extract.pipeline", "extract.runtime", "extract.settings", "extract.train",
+                   "extract.bench"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -34,9 +39,19 @@ def test_no_stage_imports_a_later_stage_or_the_ingest_module(package):
                     f"{path.relative_to(REPO)} imports the ingest module for a helper"
 
 
+def test_evaluate_runs_a_network_only_through_the_application_layer():
+    for path in sorted((REPO / "evaluate").glob("*.py")):
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            assert name not in NETWORK_MODULES and top not in NETWORK_MODULES, \
+                f"{path.relative_to(REPO)} imports {name}: evaluate runs networks through apply only"
+
+
 def test_the_ensemble_and_the_reports_load_without_tensorflow():
     code = ("import sys, ensemble.fit, ensemble.saved, ensemble.blend, evaluate.report, evaluate.submission, "
-            "evaluate.score, ensemble.protocols, evaluate.protocols, extract.cache, ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__; "
+            "evaluate.score, ensemble.protocols, evaluate.protocols, extract.cache, extract.card, "
+            "data.training_videos, apply.models, apply.dataset, apply.videos, evaluate.transfer, "
+            "ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

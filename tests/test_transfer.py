@@ -94,19 +94,25 @@ def test_transfer_scores_every_labelled_video_with_the_models_methods(transferre
     assert "stack/chosen" in res.stdout and "nothing fitted on b" in res.stdout
 
 
-def test_transfer_values_are_what_evaluate_predict_gives_for_the_same_crops(transferred):
+def test_predict_and_transfer_agree_whatever_the_config_says_of_the_view(transferred, tmp_path):
+    """predict used to take each backbone's input size and centre crop from --config, transfer from the model
+    card: with another view in the config, predict scored the crops another way than the model was trained on."""
     root, _ = transferred
     table = pd.read_parquet(root / "predictions/b_from_a/videos.parquet").set_index("video")
     dataset = json.loads((root / "interim/b/dataset.json").read_text())
     picks = [v for v in table.index if table.loc[v, "n_frames"] > 0][:3]
     inputs = [str(Path(dataset["root"]) / v.removesuffix(".mp4")) for v in picks]
+    other = tmp_path / "other_view.toml"
+    other.write_text(CHAIN.read_text().replace("input_size = 32", "input_size = 48")
+                     .replace("center_crop = 0.8", "center_crop = 1.0"))
+    assert json.loads((root / "models/a/smallcnn.json").read_text())["input_size"] == 32
     for method in ("stack/chosen", "smallcnn/max"):
         res = run_cli("evaluate", "predict", *inputs, "--name", "a", "--models", str(root / "models"),
-                      "--method", method, "--config", str(CHAIN), "--json")
+                      "--method", method, "--config", str(other), "--json")
         assert res.returncode == 0, res.stderr
         got = {item["video"]: item["p_fake"] for item in json.loads(res.stdout)["videos"]}
         for video in picks:
-            assert got[video] == pytest.approx(table.loc[video, method], abs=1e-5), (method, video)
+            assert got[video] == pytest.approx(table.loc[video, method], abs=1e-6), (method, video)
 
 
 def copy_dataset(root: Path, source: Path, name: str, extra_rows: list[dict]) -> Path:
@@ -233,17 +239,79 @@ def test_the_models_record_the_videos_that_trained_them(transferred):
     assert not any("training" in m for m in SavedEnsemble(root / "models/a/ensemble").methods())
 
 
-@pytest.mark.parametrize("record, match", [
-    ({"split": 5, "videos": ["v.mp4"], "originals": [], "families": ["v.mp4"]}, "split = 5"),
-    ({"split": None, "videos": ["v.mp4"], "originals": [], "families": ["v.mp4"]}, "split = None"),
-    ({"split": "train", "videos": [], "originals": [], "families": []}, "'videos' is empty"),
+RECORD = {"split": "train", "source": "data/interim/a/videos.parquet", "n_videos": 1, "videos": ["v.mp4"],
+          "originals": [], "families": ["v.mp4"]}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"split": 5}, "split = 5"),
+    ({"split": None}, "split = None"),
+    ({"videos": [], "n_videos": 0, "families": []}, "'videos' is empty"),
+    ({"n_videos": 2}, "n_videos = 2 but 1 videos are listed"),
+    ({"source": None}, "no 'source' entry"),
+    ({"families": "v.mp4"}, "'families' must be a list of video names"),
 ])
-def test_a_damaged_training_record_is_one_line(tmp_path, record, match):
+def test_a_damaged_training_record_is_one_line(tmp_path, change, match):
     """A non-text split was a TypeError when the refusal named the splits; an emptied record refused nothing."""
     from common.errors import DataError
-    from data.training_videos import read_record
+    from data.training_videos import RECORD_FILE, TrainingRecord
 
-    path = tmp_path / "training_videos.json"
-    path.write_text(json.dumps(record))
+    record = {k: v for k, v in {**RECORD, **change}.items() if v is not None or k == "split"}
+    (tmp_path / RECORD_FILE).write_text(json.dumps(record))
     with pytest.raises(DataError, match=rf"training_videos.json: {re.escape(match)}.*python -m extract train"):
-        read_record(path, "python -m extract train --name a")
+        TrainingRecord.read(tmp_path, "python -m extract train --name a")
+
+
+def test_the_typed_card_and_record_write_the_same_bytes_they_read(transferred, tmp_path):
+    from common.atomic import write_json
+    from data.training_videos import RECORD_FILE, TrainingRecord
+    from extract.card import ModelCard
+
+    root, _ = transferred
+    card_file = root / "models/a/smallcnn.json"
+    card = ModelCard.read(card_file, "")
+    assert (card.backbone, card.input_size, card.center_crop, card.weights) == ("smallcnn", 32, 0.8, "none")
+    write_json(tmp_path / "card.json", card.to_json())
+    assert (tmp_path / "card.json").read_bytes() == card_file.read_bytes()
+    TrainingRecord.read(root / "models/a/ensemble", "").write(tmp_path)
+    assert (tmp_path / RECORD_FILE).read_bytes() == (root / "models/a/ensemble" / RECORD_FILE).read_bytes()
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"input_size": "32"}, "input_size = '32', center_crop = 0.8: not a model card"),
+    ({"center_crop": 0}, "input_size = 32, center_crop = 0: not a model card"),
+    ({"weights": None}, "weights = None, expected a str"),
+    ({"history": {}}, "history = {}, expected a list"),
+    ({"run_key": ...}, "no 'run_key' entry"),
+    ({"backbone": "other"}, "backbone = 'other', the card of another backbone"),
+])
+def test_a_damaged_model_card_stops_a_transfer_in_one_line(transferred, tmp_path, change, match):
+    root, _ = transferred
+    models = tmp_path / "models"
+    shutil.copytree(root / "models", models)
+    card = json.loads((models / "a/smallcnn.json").read_text())
+    card = {k: v for k, v in {**card, **change}.items() if v is not ...}
+    (models / "a/smallcnn.json").write_text(json.dumps(card))
+    res = transfer(root, "b", subprocess_run=False, extra=("--models-dir", str(models)))
+    refused(res, "a/smallcnn.json: " + match, "make ensemble NAME=a")
+
+
+def test_a_truncated_model_of_any_backbone_is_refused_before_any_cache_is_written(transferred, tmp_path):
+    """With two backbones and the second's .keras truncated, the first's feature cache used to be written before
+    the refusal: every model file is checked whole (its zip read, without TensorFlow) first."""
+    root, _ = transferred
+    models = tmp_path / "models/a"
+    shutil.copytree(root / "models/a", models)
+    meta = json.loads((models / "ensemble/ensemble.json").read_text())
+    meta["backbones"] = ["smallcnn", "zzcnn"]                  # a second backbone, after the good one
+    (models / "ensemble/ensemble.json").write_text(json.dumps(meta))
+    data = (models / "smallcnn.keras").read_bytes()
+    (models / "zzcnn.keras").write_bytes(data[: len(data) // 2])
+    card = json.loads((models / "smallcnn.json").read_text())
+    (models / "zzcnn.json").write_text(json.dumps({**card, "backbone": "zzcnn", "model_file": "zzcnn.keras"}))
+    out = [tmp_path / f for f in ("features", "predictions", "reports")]
+    res = transfer(root, "b", subprocess_run=False, extra=("--models-dir", str(tmp_path / "models"), "--features",
+                                                           str(out[0]), "--predictions", str(out[1]), "--out",
+                                                           str(out[2])))
+    refused(res, "a/zzcnn.keras: not a .keras model file")
+    assert not any(f.exists() for f in out)
