@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -136,6 +136,7 @@ def check_names(pred: Predictions, expected: pd.Index | list[str], against: str)
 class Labels:
     label: pd.Series     # 0/1 by video
     family: pd.Series    # family name by video
+    unlabelled: dict[str, str] = field(default_factory=dict)   # {video: where it is listed} of empty label cells
 
 
 def read_labels(path: str | Path, problems: Problems) -> Labels:
@@ -148,4 +149,5 @@ def read_labels(path: str | Path, problems: Problems) -> Labels:
         raise DataError(f"{path}: no labelled video")
     family = assign_families(labelled, Problems())
     return Labels(pd.Series({v: e.label for v, e in labelled.items()}).sort_index(),
-                  pd.Series(family).sort_index())
+                  pd.Series(family).sort_index(),
+                  {v: e.source for v, e in merged.items() if e.label is None})

@@ -17,20 +17,32 @@ from common.cli import (
     check_name,
     run,
 )
-from common.config import load_config, offset_seed, seed
+from common.config import MAX_SEED, load_config, offset_seed, seed
 from common.errors import DataError
 from common.executor import add_executor_flags, executor_spec
 from common.paths import output_file
 
 
+def output_folder(path: str, flag: str) -> Path:
+    """``path`` as a Path when a folder can be made there (no file at it or on the way); checked before any work."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "is a file" if part == path else f"{part} is a file"
+            raise DataError(f"{flag} {path}: {where}, expected a folder")
+    return path
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import run_fit
+    from .settings import backbones
 
     config = offset_seed(load_config(args.config), args.seed_offset)
     name = check_name(args.name)
     spec = executor_spec(args)
+    names = None if args.backbone is None else list(backbones(args.backbone, "--backbone"))
     out, report = run_fit(config, Path(args.interim) / name, Path(args.features) / name,
-                          Path(args.out) / name, Path(args.models) / name / "ensemble", args.backbone, spec)
+                          Path(args.out) / name, Path(args.models) / name / "ensemble", names, spec)
     chosen = report["chosen"]
     print(f"{'method':<22}{'blend OOF log-loss':>20}  calibrator")
     for method, r in sorted(report["methods"].items(), key=lambda kv: kv[1]["oof_log_loss"]):
@@ -73,12 +85,16 @@ def cmd_blend(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = load_settings(config)
     folds = settings.folds if args.folds is None else args.folds
-    if not MIN_NESTED_FOLDS <= folds <= MAX_FOLDS or (args.c is not None and
-                                                     not LOGISTIC_C[0] <= args.c <= LOGISTIC_C[1]):
-        raise DataError(f"--folds {folds} --C {args.c}: need {MIN_NESTED_FOLDS} to {MAX_FOLDS} folds (the nested "
-                        f"choice) and C in [{LOGISTIC_C[0]:g}, {LOGISTIC_C[1]:g}]")
+    if not MIN_NESTED_FOLDS <= folds <= MAX_FOLDS:
+        given = "--folds" if args.folds is not None else f"{config['_source']} [splits] folds ="
+        raise DataError(f"{given} {folds}: the nested choice needs {MIN_NESTED_FOLDS} to {MAX_FOLDS} folds")
+    if args.c is not None and not LOGISTIC_C[0] <= args.c <= LOGISTIC_C[1]:
+        raise DataError(f"--C {args.c:g}: expected a number in [{LOGISTIC_C[0]:g}, {LOGISTIC_C[1]:g}]")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise DataError(f"--seed {args.seed}: expected an integer in [0, {MAX_SEED}]")
+    out = output_folder(args.out, "--out")
     fold_seed = seed(config) if args.seed is None else args.seed
-    report = run_blend(args.predictions, args.labels, Path(args.out), args.fill, folds, args.c, fold_seed, settings)
+    report = run_blend(args.predictions, args.labels, out, args.fill, folds, args.c, fold_seed, settings)
     print(f"{report['videos']} labelled videos, {report['families']} families, {report['folds']} grouped folds "
           f"(seed {report['seed']})")
     print(f"{'method (CV over the folds, not nested)':<52}{'raw':>9}{'calibrated':>12}  calibrator")
@@ -86,8 +102,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
         mark = "  <- chosen" if method == report["chosen"] else "  (reference)" if r["reference"] else ""
         print(f"{method:<52}{r['log_loss_raw']:>9.4f}{r['log_loss']:>12.4f}  {r['calibrator']}{mark}")
     nested = report["nested"]
-    print(f"nested CV log-loss of the whole choice: {nested['log_loss']:.4f} (the figure to expect; chosen per "
-          f"fold: {', '.join(nested['chosen_per_fold'])})")
+    eps = settings.blend.eps
+    print(f"nested CV log-loss of the whole choice: {nested['log_loss']:.4f} (the figure to expect of "
+          f"submission.csv, clipped like it to [{eps:g}, {1 - eps:g}]; chosen per fold: "
+          f"{', '.join(nested['chosen_per_fold'])})")
     print(f"wrote {args.out}/blend.json, oof.csv (nested OOF), submission.csv")
     return 0
 

@@ -21,7 +21,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.atomic import atomic_dir, locked, write_json
-from common.cli import check_name
 from common.errors import DataError
 from common.executor import ExecutorSpec
 from common.metrics import log_loss
@@ -215,13 +214,10 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
             backbones: list[str] | None = None, executor: ExecutorSpec = LOCAL
             ) -> tuple[pd.DataFrame, dict]:
     """Fit every combiner and write the predictions table, ``fit.json`` and the saved ensemble; returns the
-    table and the report. ``backbones`` defaults to the config's ``[extract] backbones``."""
+    table and the report. ``backbones`` (checked by ``settings.backbones``) defaults to the config's
+    ``[extract] backbones``."""
     settings = load_settings(config)
     backbones = list(backbones or settings.backbones)
-    for name in backbones:
-        check_name(name)       # a backbone names a file in the features folder: one plain component
-    if len(set(backbones)) != len(backbones):
-        raise DataError(f"backbones {backbones}: a backbone is named twice")
     videos, files = load_inputs(interim, features_dir, backbones)
     data, pcas = blend_data(videos, files, settings, interim, executor)
     out = predictions_table(videos, data, backbones)

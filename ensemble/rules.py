@@ -15,7 +15,8 @@ import numpy as np
 
 from common.errors import DataError
 
-EPS = 1e-7   # logit clipping for the mean of logits
+LOGIT_MEAN_EPS = 1e-7   # the logit_mean rule clips frame scores to [eps, 1 - eps] before the logit; not
+                        # calibration.LOGIT_EPS (1e-6): the rule's saved outputs depend on this value
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _topk_mean(g: Grouped, k: float):
 
 
 def _logit_mean(g: Grouped, _=None):
-    p = np.clip(g.scores, EPS, 1 - EPS)
+    p = np.clip(g.scores, LOGIT_MEAN_EPS, 1 - LOGIT_MEAN_EPS)
     np.log(np.divide(p, 1 - p, out=p), out=p)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_logit = np.bincount(g.groups, weights=p, minlength=len(g.count)) / g.count

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from common.errors import DataError
 from common.metrics import log_loss
 
 from .calibration import Calibrator
 from .calibration import choose as choose_calibrator
 from .crossfit import cross_fit
-from .settings import MIN_NESTED_FOLDS, EnsembleSettings
+from .settings import EnsembleSettings
 from .stackers import (
     Average,
     EnsembleSelection,
@@ -113,11 +112,9 @@ def nested(candidates: dict[str, Candidate], X, y: np.ndarray, folds: np.ndarray
            clip_eps: list[float], frameless: np.ndarray | None = None, prior: float | None = None,
            progress: Callable[[int, str], None] | None = None) -> tuple[np.ndarray, list[str]]:
     """Nested OOF predictions (n,) of the whole procedure (fit every candidate on the other folds, choose,
-    calibrate), and the candidate chosen for each fold, in fold order. The other folds are the inner folds."""
+    calibrate), and the candidate chosen for each fold, in fold order. The other folds are the inner folds:
+    ``folds`` holds at least ``settings.MIN_NESTED_FOLDS`` fold ids (checked where the folds are made)."""
     fold_ids = np.unique(folds)
-    if len(fold_ids) < MIN_NESTED_FOLDS:
-        raise DataError(f"{len(fold_ids)} family-grouped folds: the nested choice needs at least "
-                        f"{MIN_NESTED_FOLDS} (raise [splits] folds or --folds)")
     choosable = {name: c for name, c in candidates.items() if not c.reference}
     out, chosen = np.empty(len(y)), []
     for k in fold_ids:

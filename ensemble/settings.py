@@ -1,9 +1,10 @@
-"""The ensemble stage's config tables, checked: ``[ensemble]``, ``[ensemble.lightgbm]``, and the keys it reads
-of ``[extract]`` (the backbone names) and ``[splits]`` (the fold count of ``ensemble blend``)."""
+"""The ensemble stage's config tables, checked: ``[ensemble]``, ``[ensemble.lightgbm]``, ``[ensemble.blend]``,
+and the keys it reads of ``[extract]`` (the backbone names) and ``[splits]`` (the fold count of ``ensemble blend``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.cli import NAME_PATTERN
 from common.config import MAX_COUNT, Table, section, seed
 from common.errors import DataError
 from data.settings import MAX_FOLDS
@@ -32,6 +33,12 @@ class CaruanaSettings:
 
 
 @dataclass(frozen=True)
+class BlendSettings:
+    eps: float                    # submission.csv and oof.csv of `ensemble blend` are clipped to [eps, 1 - eps]
+    lightgbm: dict                # its booster's parameters, n_estimators and early_stopping_rounds
+
+
+@dataclass(frozen=True)
 class ProtocolSettings:
     frame_budgets: tuple[int, ...]    # crops' frames kept per video in the frame-budget protocol
     ablation: bool                    # refit the combiners without each backbone in turn
@@ -55,10 +62,13 @@ class EnsembleSettings:
     lightgbm: LightGBMSettings
     folds: int                    # [splits] folds: the CV folds of `ensemble blend`
     protocols: ProtocolSettings
+    blend: BlendSettings
 
 
-def lightgbm_settings(t: Table) -> LightGBMSettings:
-    params = {
+def lightgbm_params(t: Table) -> dict:
+    """A booster's parameters, checked; the config's own values are kept (an integer learning rate stays an int),
+    as the booster received them before."""
+    checked = {
         "num_leaves": t.integer("num_leaves", 2, 131072), "learning_rate": t.number("learning_rate", 0, 1, True),
         "n_estimators": t.integer("n_estimators", 1, MAX_COUNT),
         "min_child_samples": t.integer("min_child_samples", 1, MAX_COUNT),
@@ -66,10 +76,12 @@ def lightgbm_settings(t: Table) -> LightGBMSettings:
         "colsample_bytree": t.number("colsample_bytree", 0, 1, True), "reg_lambda": t.number("reg_lambda", 0),
         "early_stopping_rounds": t.integer("early_stopping_rounds", 1, MAX_COUNT),
     }
-    # keep the config's own values (an integer learning rate stays an int), as the booster received them before
-    params = {k: t.raw(k) for k in params}
+    return {k: t.raw(k) for k in checked}
+
+
+def lightgbm_settings(t: Table) -> LightGBMSettings:
     return LightGBMSettings(t.choice("features", LIGHTGBM_FEATURES), t.choice("boost_from", BOOST_FROM),
-                            t.boolean("monotone"), params)
+                            t.boolean("monotone"), lightgbm_params(t))
 
 
 def load_settings(config: dict) -> EnsembleSettings:
@@ -78,7 +90,8 @@ def load_settings(config: dict) -> EnsembleSettings:
     if "mean" not in [r.label for r in rules]:
         raise DataError(f"{t.source}: rules must include \"mean\" (blend/mean averages each backbone's mean)")
     return EnsembleSettings(
-        seed=seed(config), backbones=tuple(section(config, "extract").strings("backbones")), rules=rules,
+        seed=seed(config), backbones=backbones(section(config, "extract").strings("backbones"),
+                                                 f"{section(config, 'extract').source}: backbones"), rules=rules,
         clip_eps=tuple(t.numbers("clip_eps", 0, 0.5, True, True)),
         logistic_c=t.number("logistic_c", *LOGISTIC_C), logistic_cs=tuple(t.numbers("logistic_cs", *LOGISTIC_C)),
         tune_folds=t.integer("tune_folds", 2, MAX_FOLDS), spline_knots=t.integer("spline_knots", 2, 64),
@@ -89,7 +102,21 @@ def load_settings(config: dict) -> EnsembleSettings:
         rows_per_task=t.integer("rows_per_task", 1, MAX_COUNT),
         lightgbm=lightgbm_settings(section(config, "ensemble.lightgbm")),
         folds=section(config, "splits").integer("folds", 2, MAX_FOLDS),
-        protocols=ProtocolSettings(tuple(p.integers("frame_budgets", 1, MAX_COUNT)), p.boolean("ablation")))
+        protocols=ProtocolSettings(tuple(p.integers("frame_budgets", 1, MAX_COUNT)), p.boolean("ablation")),
+        blend=BlendSettings(section(config, "ensemble.blend").number("eps", 0, 0.5, True, True),
+                            lightgbm_params(section(config, "ensemble.blend.lightgbm"))))
+
+
+def backbones(names: list[str], where: str) -> tuple[str, ...]:
+    """Backbone names, checked: distinct, each one plain path component (it names a file in the features
+    folder). ``where`` names the config key or flag in the error."""
+    bad = [n for n in names if not NAME_PATTERN.match(n)]
+    if bad:
+        raise DataError(f"{where}: backbone {bad[0]!r} must be letters, digits, '.', '_' or '-', not starting "
+                        "with '.' (it names a feature file)")
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: {names}: a backbone is named twice")
+    return tuple(names)
 
 
 def _rules(t: Table) -> tuple[Rule, ...]:

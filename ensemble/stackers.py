@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from common.metrics import log_loss
 
-from .calibration import logit, platt, platt_fit
+from .calibration import LOGIT_EPS, PROBABILITY_EPS, logit, platt, platt_fit
 
 SOLVER = "newton-cholesky"     # a few Newton steps: fast for the stacks' few hundred features
 KINDS = {}          # the "kind" saved in each combiner's JSON -> its class (see ``from_json``)
@@ -58,11 +58,11 @@ def inner_folds(groups: np.ndarray | None, y: np.ndarray, k: int, seed: int) -> 
 
 
 def _blend_loss(z: np.ndarray, P: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Log-loss of the convex blend ``P @ softmax(z)`` (probabilities clipped to [1e-6, 1 - 1e-6]) and its
+    """Log-loss of the convex blend ``P @ softmax(z)`` (probabilities clipped to [LOGIT_EPS, 1 - LOGIT_EPS]) and its
     gradient in ``z``."""
     w = softmax(z)
     raw = P @ w
-    p = np.clip(raw, 1e-6, 1 - 1e-6)
+    p = np.clip(raw, LOGIT_EPS, 1 - LOGIT_EPS)
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))
     dp = np.where(p == raw, -(y / p - (1 - y) / (1 - p)) / len(y), 0.0)
     g = P.T @ dp                                      # d loss / d w
@@ -284,7 +284,7 @@ def _greedy_selection(P: np.ndarray, y: np.ndarray, iterations: int, members: np
     total = np.zeros(len(y))
     pos, neg = y == 1, y == 0
     for step in range(iterations):
-        trial = np.clip((total[:, None] + P) / (step + 1), 1e-6, 1 - 1e-6)
+        trial = np.clip((total[:, None] + P) / (step + 1), LOGIT_EPS, 1 - LOGIT_EPS)
         losses = -(np.log(trial[pos]).sum(0) + np.log1p(-trial[neg]).sum(0)) / len(y)
         j = int(np.argmin(losses))                   # ties: the first column
         total += P[:, j]
@@ -313,7 +313,7 @@ class RankMean(Combiner):
         P = X[list(self.columns)].to_numpy(np.float64)
         grid = np.linspace(0, 1, len(self.reference_))
         ranks = [np.interp(P[:, j], self.reference_[:, j], grid) for j in range(P.shape[1])]
-        return np.clip(np.mean(ranks, axis=0), 1e-3, 1 - 1e-3)
+        return np.clip(np.mean(ranks, axis=0), PROBABILITY_EPS, 1 - PROBABILITY_EPS)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "columns": list(self.columns), "reference": self.reference_.tolist()}

@@ -1,7 +1,9 @@
 """Video-level metrics and family-grouped bootstrap intervals.
 
 Conventions: ``y`` is 1 for FAKE and 0 for REAL, ``p`` is P(FAKE); both are 1-D arrays of length n.
-Metrics that need both classes return NaN when one is absent.
+Metrics that need both classes return NaN when one is absent. What the config sets (the calibration error's bins,
+``[evaluate] ece_bins``; the bootstrap's resamples, ``[evaluate] bootstrap``, and seed) has no default here: the
+caller passes it. The constants below are definitions, not settings.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from sklearn.metrics import average_precision_score, roc_curve
 from common.metrics import KAGGLE_EPS, balanced_log_loss, both_classes, label_arrays, log_loss
 
 __all__ = [
-    "KAGGLE_EPS", "THRESHOLD", "ECE_BINS", "N_BOOT", "CI_LEVEL", "METRIC_NAMES",
+    "KAGGLE_EPS", "THRESHOLD", "CI_LEVEL", "METRIC_NAMES",
     "log_loss", "balanced_log_loss", "roc_auc", "average_precision", "eer", "brier", "ece",
     "accuracy", "precision", "recall", "specificity", "all_metrics",
     "grouped_bootstrap_indices", "bootstrap_values", "percentile_interval", "bootstrap_ci",
@@ -22,9 +24,7 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5  # hard labels: FAKE when p > THRESHOLD (p == 0.5 counts as REAL)
-ECE_BINS = 10
-N_BOOT = 1000
-CI_LEVEL = 0.95
+CI_LEVEL = 0.95  # the bootstrap intervals' level, printed as "95 %" by every report
 METRIC_NAMES = ("log_loss", "balanced_log_loss", "auc", "ap", "eer", "brier", "ece",
                 "accuracy", "precision", "recall", "specificity")
 
@@ -76,7 +76,7 @@ def brier(y, p) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-def ece(y, p, bins: int = ECE_BINS) -> float:
+def ece(y, p, bins: int) -> float:
     """Expected calibration error with ``bins`` equal-width bins on [0, 1]; y, p: (n,).
 
     Row i goes to bin floor(p_i * bins) (p == 1 in the last bin); the result is the sum over
@@ -131,7 +131,7 @@ def specificity(y, p, threshold: float = THRESHOLD) -> float:
     return _ratio(tn, tn + fp)
 
 
-def all_metrics(y, p, eps: float = KAGGLE_EPS, bins: int = ECE_BINS) -> dict[str, float]:
+def all_metrics(y, p, *, bins: int, eps: float = KAGGLE_EPS) -> dict[str, float]:
     """Every metric above on y, p: (n,), keyed by METRIC_NAMES, as python floats; ``bins`` for the ECE."""
     y, p = label_arrays(y, p)
     out = {
@@ -152,7 +152,7 @@ def all_metrics(y, p, eps: float = KAGGLE_EPS, bins: int = ECE_BINS) -> dict[str
 
 # --- family-grouped bootstrap ----------------------------------------------------------------
 
-def grouped_bootstrap_indices(groups, n_boot: int = N_BOOT, seed: int = 0) -> list[np.ndarray]:
+def grouped_bootstrap_indices(groups, n_boot: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``n_boot`` family-grouped bootstrap replicates; groups: (n,) family ids.
 
     Each replicate draws as many families as there are, uniformly with replacement, and takes
@@ -197,27 +197,27 @@ def percentile_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _replicates(groups, n_boot: int, seed: int, indices) -> Sequence[np.ndarray]:
+def _replicates(groups, n_boot: int | None, seed: int | None, indices) -> Sequence[np.ndarray]:
     if indices is not None:
         return indices
-    if groups is None:
-        raise ValueError("pass groups or precomputed indices")
+    if groups is None or n_boot is None or seed is None:
+        raise ValueError("pass groups, n_boot and seed, or precomputed indices")
     return grouped_bootstrap_indices(groups, n_boot, seed)
 
 
-def bootstrap_ci(y, p, groups, metric: Metric, n_boot: int = N_BOOT, level: float = CI_LEVEL,
-                 seed: int = 0, indices: Sequence[np.ndarray] | None = None) -> tuple[float, float]:
+def bootstrap_ci(y, p, groups, metric: Metric, n_boot: int | None = None, level: float = CI_LEVEL,
+                 seed: int | None = None, indices: Sequence[np.ndarray] | None = None) -> tuple[float, float]:
     """Family-grouped percentile bootstrap interval (lo, hi) of metric(y, p); y, p, groups: (n,).
 
-    Replicates where the metric is NaN (e.g. AUC on one class) are skipped. ``indices`` (from
-    grouped_bootstrap_indices) overrides groups, n_boot and seed.
+    Replicates where the metric is NaN (e.g. AUC on one class) are skipped. Pass ``indices`` (from
+    grouped_bootstrap_indices), or groups, n_boot and seed.
     """
     values = bootstrap_values(y, p, metric, _replicates(groups, n_boot, seed, indices))
     return percentile_interval(values, level)
 
 
-def paired_bootstrap(y, p_a, p_b, groups, metric: Metric, n_boot: int = N_BOOT,
-                     level: float = CI_LEVEL, seed: int = 0,
+def paired_bootstrap(y, p_a, p_b, groups, metric: Metric, n_boot: int | None = None,
+                     level: float = CI_LEVEL, seed: int | None = None,
                      indices: Sequence[np.ndarray] | None = None) -> dict:
     """Compare methods a and b on the same family-grouped replicates; y, p_a, p_b, groups: (n,).
 
@@ -226,7 +226,7 @@ def paired_bootstrap(y, p_a, p_b, groups, metric: Metric, n_boot: int = N_BOOT,
     difference has the opposite sign to ``diff`` or is 0 (1.0 when diff is 0, NaN when diff is
     NaN). It is a bootstrap estimate of how often the direction of the difference does not hold,
     roughly a one-sided p-value in the observed direction, not an exact test. Replicates where
-    either metric is NaN are skipped. ``indices`` overrides groups, n_boot and seed.
+    either metric is NaN are skipped. Pass ``indices``, or groups, n_boot and seed.
     """
     replicates = _replicates(groups, n_boot, seed, indices)
     diff = float(metric(*label_arrays(y, p_a)) - metric(*label_arrays(y, p_b)))

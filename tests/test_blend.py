@@ -1,13 +1,16 @@
 """`ensemble blend` on the real DFDC submissions in ../shared/dfdc, and on bad files made here."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from common.config import MAX_SEED, load_config
 from common.metrics import log_loss
 from common.problems import Problems
 from conftest import run_cli, shared_file
 from data.submissions import read_labels
+from ensemble.settings import load_settings
 
 FILES = ["trainsample400_pred_vtouch_effnet_20200221.csv", "trainsample400_pred_vtouch_effnet_20200224.csv",
          "trainsample400_pred_vtouch_effnet_20200225.csv", "trainsample400_eval_vnicula_meso_withlabels.csv:score",
@@ -63,7 +66,7 @@ def test_duplicates_are_averaged_and_missing_videos_need_fill(tmp_path):
     a = write(tmp_path / "a.csv", "filename,label\n" + rows + "f0.mp4,0.9\n")
     b = write(tmp_path / "b.csv", "filename,label\n" + rows.replace("r9.mp4,0.2\n", ""))
     res = run_cli("ensemble", "blend", "--predictions", a, b, "--labels", labels, "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and f"{b}: 1 labelled videos missing (e.g. r9.mp4)" in res.stderr
+    assert res.returncode == 2 and f"{b}: 1 labelled video missing (e.g. r9.mp4)" in res.stderr
     assert res.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
     res = run_cli("ensemble", "blend", "--predictions", a, b, "--labels", labels, "--out", str(tmp_path / "o"),
                   "--fill", "prior", "--folds", "4")
@@ -84,3 +87,76 @@ def test_bad_prediction_files_are_one_line_errors(tmp_path, body, words):
     a = write(tmp_path / "a.csv", body)
     res = run_cli("ensemble", "blend", "--predictions", a, "--labels", labels, "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and words in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_the_nested_figure_scores_the_clipped_file_that_is_submitted(tmp_path):
+    """Nearly separable files (the probe's case; --C fixed to save time): folds' stacks predicted exact 0.0 and
+    1.0, so oof.csv held values the submission clips away and the nested figure read 0.6471 (0.5505 with the C
+    grid) while the chosen method's CV figure was 0.14; clipped as submitted, it reads 0.2447."""
+    rng = np.random.default_rng(0)
+    names = [f"v{i:03d}.mp4" for i in range(60)]
+    y = np.tile([0, 1, 1], 20)                         # families of three: one REAL, two FAKE
+    labels = write(tmp_path / "labels.csv", "filename,label,original\n" + "".join(
+        f"{n},{'FAKE' if y[i] else 'REAL'},{names[i - i % 3] if y[i] else ''}\n" for i, n in enumerate(names)))
+    files = []
+    for name, (w, lo, hi) in {"a.csv": (0.4, 0.1, 0.5), "b.csv": (0.3, 0.1, 0.6)}.items():
+        values = np.clip(y * w + rng.uniform(lo, hi, len(y)), 0, 1)
+        files.append(write(tmp_path / name, "filename,label\n" + "".join(
+            f"{n},{float(v)!r}\n" for n, v in zip(names, values))))
+    res = run_cli("ensemble", "blend", "--predictions", *files, "--labels", labels, "--out", str(tmp_path / "o"),
+                  "--C", "0.1")
+    assert res.returncode == 0, res.stderr
+    eps = load_settings(load_config()).blend.eps
+    report = json.loads((tmp_path / "o/blend.json").read_text())
+    oof = pd.read_csv(tmp_path / "o/oof.csv")["label"].to_numpy()
+    sub = pd.read_csv(tmp_path / "o/submission.csv")["label"].to_numpy()
+    for values in (oof, sub):                          # one range for both files: nothing the submission clips
+        assert values.min() >= eps and values.max() <= 1 - eps
+    assert oof.min() == eps and oof.max() == 1 - eps   # the folds' stacks did reach 0 and 1
+    assert report["nested"]["log_loss"] == pytest.approx(log_loss(y, oof), abs=1e-4)    # the file's figure
+    learned = [r["log_loss"] for r in report["methods"].values() if not r["reference"]]
+    assert min(learned) <= report["nested"]["log_loss"] < 0.3
+    assert f"clipped like it to [{eps:g}, {1 - eps:g}]" in res.stdout
+
+
+def test_two_columns_of_one_file_labels_without_originals_and_fill_warnings(tmp_path):
+    labels = write(tmp_path / "labels.csv", "filename,label\n" + "".join(
+        f"r{i}.mp4,REAL\nf{i}.mp4,FAKE\n" for i in range(12)) + "u0.mp4,\n")
+    rows = "".join(f"r{i}.mp4,{0.2 + i / 100},{0.3 - i / 100}\nf{i}.mp4,{0.7 - i / 100},{0.6 + i / 100}\n"
+                   for i in range(12) if i not in (10, 11))
+    multi = write(tmp_path / "multi.csv", "filename,score,other\n" + rows + "u0.mp4,0.5,0.5\nx0.mp4,0.4,0.4\n")
+    res = run_cli("ensemble", "blend", "--predictions", f"{multi}:score", f"{multi}:other", "--labels", labels,
+                  "--out", str(tmp_path / "o"), "--fill", "prior", "--folds", "4")
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o/blend.json").read_text())
+    assert {"file:multi.csv:score", "file:multi.csv:other"} <= set(report["methods"])
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    # the count and the list agree; the empty label cell is the labels file's, named with its row
+    assert f"warning: {multi}: 4 labelled videos missing (filled with the prior 0.500): f10.mp4, f11.mp4, " \
+           "r10.mp4, r11.mp4" in warnings
+    assert f"warning: {labels}: 1 video with an empty label (predicted, not scored): u0.mp4 ({labels}:26)" in warnings
+    assert f"warning: {multi}: 1 video without a label (predicted, not scored): x0.mp4" in warnings
+    assert not any("u0.mp4" in w for w in warnings if w.startswith(f"warning: {multi}"))
+    assert sum("no video names an original, so every video is its own family" in w for w in warnings) == 1
+    assert len(pd.read_csv(tmp_path / "o/submission.csv")) == 26
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--seed", "-1"], f"--seed -1: expected an integer in [0, {MAX_SEED}]"),
+    (["--seed", str(10**23)], f"--seed {10**23}: expected an integer in [0, {MAX_SEED}]"),
+    (["--folds", "3"], "--folds 3: the nested choice needs 4 to 1000 folds"),
+    (["--C", "0"], "--C 0: expected a number in [1e-06, 1e+06]"),
+    (["--C", "nan"], "--C nan: expected a number"),
+    (["--out", "FILE"], "--out FILE: is a file, expected a folder"),
+    (["--out", "FILE/sub"], "--out FILE/sub: FILE is a file, expected a folder"),
+])
+def test_bad_flags_are_one_line_errors_before_any_work(tmp_path, flags, words):
+    labels = write(tmp_path / "labels.csv", "filename,label\nr0.mp4,0\nf0.mp4,1\n")
+    a = write(tmp_path / "a.csv", "filename,label\nr0.mp4,0.1\nf0.mp4,0.9\n")
+    existing = write(tmp_path / "FILE", "keep")
+    flags = [f.replace("FILE", existing) for f in flags]
+    res = run_cli("ensemble", "blend", "--predictions", a, "--labels", labels, *(["--out", str(tmp_path / "o")]
+                  if "--out" not in flags else []), *flags)
+    assert res.returncode == 2 and words.replace("FILE", existing) in res.stderr and res.stderr.count("\n") == 1
+    assert "--C" not in res.stderr or "--C" in flags              # only the flag that is wrong is named
+    assert (tmp_path / "FILE").read_text() == "keep" and not (tmp_path / "o").exists()

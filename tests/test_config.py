@@ -48,6 +48,9 @@ def _all_settings(config):
     ("[faces]\nmargin = -0.5\n", "[faces]: margin = -0.5"),
     ("[faces]\nsecond_pass = 'tiled'\n", "[faces]: second_pass = 'tiled', expected one of upscale, tiles, off"),
     ("[extract]\nbackbones = 'smallcnn'\n", "[extract]: backbones = 'smallcnn'"),
+    ("[extract]\nbackbones = ['../x']\n", "[extract]: backbones: backbone '../x' must be letters, digits"),
+    ("[ensemble.blend]\neps = 0\n", "[ensemble.blend]: eps = 0, expected a number in (0, 0.5)"),
+    ("[ensemble.blend.lightgbm]\nnum_leaves = 1\n", "[ensemble.blend.lightgbm]: num_leaves = 1, expected an integer"),
 ])
 def test_bad_config_is_one_line_error_naming_file_table_and_key(tmp_path, text, words):
     assert words in bad_config_message(tmp_path, text, data_settings, ensemble_settings, evaluate_settings)

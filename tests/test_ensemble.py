@@ -9,6 +9,7 @@ import pytest
 
 from common.config import load_config
 from common.metrics import log_loss
+from conftest import run_cli
 from ensemble.fit import run_fit
 from ensemble.saved import load_stacker
 from ensemble.selection import Candidate, fit_candidates
@@ -257,3 +258,12 @@ def test_a_damaged_saved_combiner_is_refused_not_applied(fitted, tmp_path):
     (models / "stack_lightgbm.txt").write_text(text[: len(text) // 3])
     with pytest.raises(DataError, match="stack_lightgbm.json: not a saved combiner"):
         load_stacker(models / "stack_lightgbm")
+
+
+@pytest.mark.parametrize("names, words", [(["a", "a"], "--backbone: ['a', 'a']: a backbone is named twice"),
+                                          (["../x"], "--backbone: backbone '../x' must be letters, digits")])
+def test_backbone_flags_are_checked_at_the_entry(tmp_path, names, words):
+    res = run_cli("ensemble", "fit", "--name", "toy", "--backbone", *names, "--interim", str(tmp_path),
+                  "--out", str(tmp_path / "p"))
+    assert res.returncode == 2 and words in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "p").exists()

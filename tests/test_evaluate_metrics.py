@@ -81,7 +81,7 @@ def test_ece_matches_a_loop_over_bins():
         inside = (p >= b / 10) & ((p < (b + 1) / 10) | ((b == 9) & (p == 1.0)))
         if inside.any():
             expected += inside.mean() * abs(y[inside].mean() - p[inside].mean())
-    assert m.ece(y, p) == pytest.approx(expected, rel=1e-12)
+    assert m.ece(y, p, bins=10) == pytest.approx(expected, rel=1e-12)
 
 
 # --- hand-worked examples ------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_kaggle_clipping():
     assert m.log_loss([0], [1.0]) == pytest.approx(34.538776, rel=1e-4)
     # one FAKE at p=0, one REAL perfectly right: FAKE class loss 34.54, REAL class ~0
     assert m.balanced_log_loss([1, 0], [0.0, 0.0]) == pytest.approx(34.538776 / 2, rel=1e-6)
-    assert m.all_metrics([1, 0], [0.0, 0.0])["log_loss"] == pytest.approx(34.538776 / 2, rel=1e-6)
+    assert m.all_metrics([1, 0], [0.0, 0.0], bins=10)["log_loss"] == pytest.approx(34.538776 / 2, rel=1e-6)
     assert m.log_loss([1], [0.0], eps=1e-6) == pytest.approx(-math.log(1e-6), rel=1e-9)
 
 
@@ -113,12 +113,12 @@ def test_balanced_log_loss_by_hand():
 def test_ece_by_hand_with_p_one_in_last_bin():
     # bin 1: p .12 .18 (mean .15), y 0 1 (mean .5) -> .35 * 2/4; bin 9: p .9 1.0 (mean .95), y 1 0 -> .45 * 2/4
     y, p = [0, 1, 1, 0], [0.12, 0.18, 0.9, 1.0]
-    assert m.ece(y, p) == pytest.approx(0.35 / 2 + 0.45 / 2, rel=1e-12)
+    assert m.ece(y, p, bins=10) == pytest.approx(0.35 / 2 + 0.45 / 2, rel=1e-12)
     # with 2 bins everything is in one bin per half: [.12 .18] and [.9 1.0]
     assert m.ece(y, p, bins=2) == pytest.approx(0.35 / 2 + 0.45 / 2, rel=1e-12)
     # with 1 bin: |mean y - mean p| = |.5 - .55|
     assert m.ece(y, p, bins=1) == pytest.approx(0.05, rel=1e-12)
-    assert m.ece([1, 1], [1.0, 1.0]) == 0.0
+    assert m.ece([1, 1], [1.0, 1.0], bins=10) == 0.0
 
 
 def test_brier_by_hand():
@@ -158,13 +158,13 @@ def test_undefined_metrics_are_nan():
 
 def test_all_metrics_keys_and_values():
     y, p = random_data(6)
-    out = m.all_metrics(y, p)
+    out = m.all_metrics(y, p, bins=10)
     assert list(out) == ["log_loss", "balanced_log_loss", "auc", "ap", "eer", "brier", "ece",
                          "accuracy", "precision", "recall", "specificity"]
     assert all(type(v) is float for v in out.values())
     assert out["auc"] == pytest.approx(skm.roc_auc_score(y, p))
-    assert out["ece"] == m.ece(y, p) and out["eer"] == m.eer(y, p)
-    assert m.all_metrics(y, np.zeros_like(p), eps=1e-3)["log_loss"] == pytest.approx(
+    assert out["ece"] == m.ece(y, p, bins=10) and out["eer"] == m.eer(y, p)
+    assert m.all_metrics(y, np.zeros_like(p), bins=10, eps=1e-3)["log_loss"] == pytest.approx(
         skm.log_loss(y, np.clip(np.zeros_like(p), 1e-3, 1 - 1e-3)))
 
 
@@ -248,7 +248,7 @@ def test_bootstrap_skips_nan_replicates():
     values = m.bootstrap_values(y, p, m.roc_auc, indices)
     assert np.isnan(values).any() and not np.isnan(values).all()
     assert m.bootstrap_ci(y, p, None, m.roc_auc, indices=indices) == (1.0, 1.0)
-    all_nan = m.bootstrap_ci([1, 1], [0.5, 0.5], ["a", "b"], m.roc_auc, n_boot=20)
+    all_nan = m.bootstrap_ci([1, 1], [0.5, 0.5], ["a", "b"], m.roc_auc, n_boot=20, seed=0)
     assert all(math.isnan(v) for v in all_nan)
 
 
@@ -291,8 +291,12 @@ def test_paired_bootstrap_p_value_definition():
 def test_bad_arguments_raise():
     with pytest.raises(ValueError):
         m.bootstrap_ci([0, 1], [0.1, 0.9], None, m.log_loss)
+    with pytest.raises(ValueError, match="n_boot and seed"):      # no hidden resample count or seed
+        m.bootstrap_ci([0, 1], [0.1, 0.9], [0, 1], m.log_loss)
+    with pytest.raises(TypeError):                                 # the bins come from [evaluate] ece_bins
+        m.all_metrics([0, 1], [0.1, 0.9])
     with pytest.raises(ValueError):
-        m.grouped_bootstrap_indices([], 10)
+        m.grouped_bootstrap_indices([], 10, 0)
     with pytest.raises(ValueError):
         m.bootstrap_ci([0, 1], [0.1, 0.9], [0, 1], m.log_loss, n_boot=10, level=1.5)
 
