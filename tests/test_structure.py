@@ -40,3 +40,13 @@ def test_the_ensemble_and_the_reports_load_without_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_no_caller_branches_on_the_executor_type():
+    """Callers ask the executor what they need (``in_process``, ``workers``), never which class it is."""
+    for package in ORDER:
+        for path in sorted((REPO / package).glob("*.py")):
+            if path != REPO / "common" / "executor.py":
+                text = path.read_text()
+                assert "LocalExecutor" not in text and "DaskExecutor" not in text, \
+                    f"{path.relative_to(REPO)} names an executor class"
