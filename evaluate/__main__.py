@@ -55,7 +55,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     settings = load_settings(load_config(args.config))
     results, problems = score_files(args.submissions, args.labels, args.column, args.dedupe,
-                                    settings.bootstrap, settings.seed)
+                                    settings.bootstrap, settings.seed, settings.ece_bins)
     problems.warn()
     print(json.dumps(json_safe(results), indent=1) if args.json else format_table(results))
     return 0

@@ -39,9 +39,9 @@ def json_safe(obj):
 
 
 def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: str, n_boot: int,
-                seed: int) -> tuple[dict, Problems]:
+                seed: int, ece_bins: int) -> tuple[dict, Problems]:
     """Metrics of each file against the labels, keyed by the path as given (``PATH[:COLUMN]``); every file must
-    cover exactly the labelled videos."""
+    cover exactly the labelled videos. ``ece_bins``: the calibration error's bins (``[evaluate] ece_bins``)."""
     problems = Problems()
     labels = read_labels(labels_path, problems)
     y = labels.label.to_numpy(np.float64)
@@ -52,7 +52,7 @@ def score_files(paths: list[str], labels_path: str, column: str | None, dedupe: 
         pred = read_predictions(path, problems, dedupe=dedupe, column=column)
         check_names(pred, labels.label.index, f"the labels ({labels_path})")
         p = pred.values.reindex(labels.label.index).to_numpy(np.float64)
-        metrics = all_metrics(y, p)
+        metrics = all_metrics(y, p, bins=ece_bins)
         metrics["log_loss_ci"] = list(bootstrap_ci(y, p, groups, log_loss, indices=indices))
         out[path] = {"n_videos": len(p), "duplicates_averaged": pred.duplicates, **metrics}
     return out, problems

@@ -102,6 +102,21 @@ def test_score_errors_and_dedupe(tmp_path):
     assert res.returncode == 2 and "3 videos of the labels" in res.stderr and "c.mp4, d.mp4, e.mp4" in res.stderr
 
 
+def test_score_honours_the_configs_ece_bins(tmp_path):
+    from evaluate.metrics import ece
+
+    labels = write(tmp_path / "labels.csv", "filename,label\n" + "".join(
+        f"v{i}.mp4,{'FAKE' if i % 3 else 'REAL'}\n" for i in range(12)))
+    p = [0.05 + 0.9 * ((i * 7) % 12) / 11 for i in range(12)]
+    preds = write(tmp_path / "preds.csv", "filename,label\n" + "".join(f"v{i}.mp4,{v}\n" for i, v in enumerate(p)))
+    config = write(tmp_path / "bins.toml", "[evaluate]\nece_bins = 2\n")
+    res = run_cli("evaluate", "score", preds, "--labels", labels, "--config", config, "--json")
+    assert res.returncode == 0, res.stderr
+    y = [1 if i % 3 else 0 for i in range(12)]
+    assert ece(y, p, bins=2) != pytest.approx(ece(y, p))          # the bins change the figure here
+    assert json.loads(res.stdout)[preds]["ece"] == pytest.approx(ece(y, p, bins=2))
+
+
 def test_validate_a_sample_written_without_extensions(tmp_path):
     sample = write(tmp_path / "sample.csv", "filename,label\nbbb,0\naaa,0\n")
     sub = write(tmp_path / "sub.csv", "filename,label\naaa,0.3\nbbb,0.6\n")
