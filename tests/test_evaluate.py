@@ -270,6 +270,14 @@ def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_singl
                   "--out", str(tmp_path / "reports2"))
     assert res.returncode == 2 and "other videos or splits" in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "reports2/toy/seeds.json").exists()
+    # one run given twice, under two spellings, is refused (it made a std of 0 "over 2 runs")
+    for twice in (["data/predictions", "data/predictions"], ["data/predictions", "./data/predictions/"],
+                  ["data/predictions", runs[0]]):
+        res = run_cli("evaluate", "seeds", "--name", "toy", "--runs", *twice, runs[1],
+                      "--out", str(tmp_path / "reports3"), cwd=tmp_path / "run0")
+        assert res.returncode == 2 and "are the same folder" in res.stderr and res.stderr.count("\n") == 1, \
+            res.stderr
+        assert not (tmp_path / "reports3").exists()
 
 
 def test_the_runner_up_is_never_the_best_method_under_another_name():
