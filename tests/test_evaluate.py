@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_cli, shared_file
+from conftest import run_cli, shared_file, tree_digest
 
 # ../shared/dfdc/README.md: each file's log-loss and AUC on train_sample_videos
 README_FIGURES = [
@@ -199,6 +199,17 @@ def test_report_writes_the_schema_sorted_leaderboard_and_figures(tmp_path):
         assert f"]({figure})" in text
         with Image.open(out / figure) as im:
             assert im.format == "PNG" and im.width > 300
+    # a report that fails after its first files (here on a bad protocols.json) leaves the earlier report whole,
+    # and no folder where there was none; files of other commands are kept
+    (out / "submission.csv").write_text("filename,label\n")
+    before = tree_digest(out)
+    (tmp_path / "data/predictions/toy/protocols.json").write_text("{}")
+    for reports in (tmp_path / "reports", tmp_path / "new"):
+        res = run_cli("evaluate", "report", "--name", "toy", "--predictions", str(tmp_path / "data/predictions"),
+                      "--out", str(reports))
+        assert res.returncode == 2 and "not a protocols record" in res.stderr, res.stderr
+    assert tree_digest(out) == before and not list((tmp_path / "new").iterdir())
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["toy"]       # no staging folder left
 
 
 def test_submission_default_method_test_split_and_sample_order(tmp_path):
