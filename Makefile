@@ -22,8 +22,14 @@ INTERIM  := data/interim/$(NAME)
 FEATURES := data/features/$(NAME)
 PREDICT  := data/predictions/$(NAME)
 REPORTS  := reports/$(NAME)
+# SEEDS is one whole number >= 1: one word, digits only, not starting with 0 (abc, -1 or "2 3" planned no seed run)
+SEEDS_NOT_DIGITS := $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
+	8,,$(subst 9,,$(SEEDS)))))))))))
+ifneq ($(words $(SEEDS)):$(strip $(SEEDS_NOT_DIGITS)):$(filter 0%,$(SEEDS)),1::)
+$(error SEEDS=$(SEEDS): expected a whole number >= 1 (the seeds of the learned stages, e.g. SEEDS=3))
+endif
 # seed offsets 1 .. SEEDS-1 of the learned stages: backbones, features and ensemble under data/seeds/K, models/seeds/K
-SEED_RUNS := $(if $(filter-out 0 1,$(SEEDS)),$(shell seq 1 $$(($(SEEDS) - 1))))
+SEED_RUNS := $(if $(filter-out 1,$(SEEDS)),$(shell seq 1 $$(($(SEEDS) - 1))))
 SEED_PREDICT := $(foreach k,$(SEED_RUNS),data/seeds/$(k)/predictions/$(NAME)/videos.parquet)
 
 # The embedded dataset is generated; any other DATA is rebuilt when its paths change.

@@ -124,3 +124,35 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
+
+
+@contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder that holds ``folder``'s files (hard links, or copies where the file system has
+    none); on success, the files written or removed there are written or removed in ``folder``, each by one
+    rename or unlink, and the others are left alone (files of other commands, even ones written meanwhile). On
+    an error ``folder`` is left as it was, and not created. Writers in the stage must replace a file by rename
+    (:func:`atomic_path`), never in place: a hard link shares its content with ``folder``'s file."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}.", dir=folder.parent))
+    try:
+        seeded = {}
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.is_file() and not path.is_symlink():
+                    try:
+                        os.link(path, stage / path.name)
+                    except OSError:
+                        shutil.copy2(path, stage / path.name)
+                    seeded[path.name] = (stage / path.name).stat().st_ino
+        yield stage
+        folder.mkdir(exist_ok=True)
+        for path in sorted(stage.iterdir()):
+            if path.is_file() and seeded.get(path.name) != path.stat().st_ino:
+                os.replace(path, folder / path.name)
+        for name in seeded:
+            if not (stage / name).exists():
+                (folder / name).unlink(missing_ok=True)
+    finally:
+        _remove(stage)

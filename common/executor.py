@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,21 @@ from typing import Any
 from .errors import DataError
 
 EXECUTORS = ("local", "dask")
-MAX_LOCAL_WORKERS = 1024
-_LOCAL = re.compile(r"^local:([0-9]+)$")
+MAX_LOCAL_WORKERS = 1024      # the bench flags' own bound (--dask N, dask:N); ExecutorSpec.parse caps N at the cores
+_LOCAL = re.compile(r"^local:(.*)$")
+_WORKERS = re.compile(r"^[0-9]{1,9}$")
 _ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")     # tcp://host:port
 QUIET = logging.CRITICAL      # the workers' own log of a failed task would print a traceback beside our one line
+CONNECT_TIMEOUT = "30s"       # a scheduler that accepts the connection but answers slowly (a busy or distant one)
+PROBE_TIMEOUT_S = 5           # the TCP probe before it: a refused or unknown address is reported at once
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it, else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,12 @@ class ExecutorSpec:
             raise DataError("--executor dask needs --scheduler: tcp://host:8786 (a running 'dask scheduler') "
                             "or local:N (N worker processes on this machine)")
         local = _LOCAL.match(scheduler)
-        if local and not 1 <= int(local.group(1)) <= MAX_LOCAL_WORKERS:
-            raise DataError(f"--scheduler {scheduler!r}: local:N needs 1 <= N <= {MAX_LOCAL_WORKERS}")
+        if local:
+            cores = machine_cores()
+            if not (_WORKERS.match(local.group(1)) and 1 <= int(local.group(1)) <= cores):
+                raise DataError(f"--scheduler {scheduler!r}: local:N needs a whole number 1 <= N <= {cores} "
+                                f"(the cores of this machine; more workers only compete for them)")
+            return cls("dask", scheduler)
         address = _ADDRESS.match(scheduler)
         if not local and not (address and 1 <= int(address.group(2)) <= 65535):
             raise DataError(f"--scheduler {scheduler!r}: expected tcp://host:port or local:N (a port 1-65535)")
@@ -80,6 +96,10 @@ class Executor:
     label = "local"
     workers = 1                # processes that run tasks
     gpu_workers = 0
+    # True: tasks run here, in order, one at a time, so a caller may give all its work to one task (one input
+    # pipeline) or one video per task (a bar of videos), and a task may show its own progress. False: tasks run
+    # in other processes, side by side, and the executor shows a bar of finished tasks.
+    in_process = True
 
     def map(self, fn: Callable, items: Sequence[Any], desc: str, unit: str = "chunk",
             gpu: bool = False) -> Iterator[tuple[int, Any]]:
@@ -119,6 +139,8 @@ class DaskExecutor(Executor):
     GPU workers with ``--nthreads 1 --resources GPU=1`` so that each GPU runs one TensorFlow process: tasks
     marked ``gpu`` then ask for one GPU each."""
 
+    in_process = False
+
     def __init__(self, scheduler: str):
         import dask
         from distributed import Client, LocalCluster
@@ -132,7 +154,8 @@ class DaskExecutor(Executor):
                                                 processes=True, dashboard_address=":0", silence_logs=QUIET)
                 self.client = Client(self.cluster)
             else:
-                self.client = Client(scheduler, timeout="30s")
+                _probe(scheduler)
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as e:        # ValueError: an address Dask cannot use
             self.close()
             raise DataError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
@@ -175,3 +198,14 @@ class DaskExecutor(Executor):
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _probe(scheduler: str) -> None:
+    """Open and close a TCP connection to ``tcp://host:port``: a refused port or an unknown host raises at
+    once (Dask's client would retry it for its whole timeout); a silent host is left to the client's timeout."""
+    address = _ADDRESS.match(scheduler)
+    host, port = address.group(1).strip("[]"), int(address.group(2))
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except TimeoutError:
+        return

@@ -15,10 +15,10 @@ from common.cli import (
     check_name,
     run,
 )
-from common.config import load_config
 from common.errors import DataError
 from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
 from common.paths import output_file
+from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
 from .settings import load_settings
 
@@ -26,7 +26,7 @@ from .settings import load_settings
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize
 
-    settings = load_settings(load_config(args.config))
+    settings = load_settings(load_checked_config(args.config))
     params = settings.synth.replace(seed=args.seed, videos=args.videos, frames=args.frames, size=args.size)
     workers = args.workers or settings.synth_workers
     start = time.perf_counter()
@@ -40,7 +40,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .prepare import prepare
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     prepare(args.data, args.name, config, out_root=Path(args.out), raw_root=Path(args.raw), strict=args.strict)
     return 0
 
@@ -62,7 +62,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
     from .faces import extract_faces
 
     executor = executor_spec(args)
-    params = load_settings(load_config(args.config)).faces
+    params = load_settings(load_checked_config(args.config)).faces
     start = time.perf_counter()
     results, problems = extract_faces(Path(args.videos), Path(args.out), params,
                                       labels=Path(args.labels) if args.labels else None, executor=executor)
@@ -89,17 +89,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not 1 <= args.dask <= MAX_LOCAL_WORKERS:
             raise DataError(f"--dask {args.dask}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
         out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces_dask.json")
-        result = run_faces_dask_bench(load_config(args.config), out, videos=args.videos or 8, frames=60,
+        result = run_faces_dask_bench(load_checked_config(args.config), out, videos=args.videos or 8, frames=60,
                                       size=(640, 360), workers=args.dask)
     elif args.faces:
         from .bench import run_faces_bench
 
         out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces.json")
-        result = run_faces_bench(load_config(args.config), out, videos=args.videos or 4, frames=60,
+        result = run_faces_bench(load_checked_config(args.config), out, videos=args.videos or 4, frames=60,
                                  sizes=[(640, 360), (1920, 1080)], small_face=(32, 1920, 1080, 60))
     else:
         out = Path(args.out)
-        result = run_bench(load_config(args.config), out, videos=args.videos or 60, workers=args.workers)
+        result = run_bench(load_checked_config(args.config), out, videos=args.videos or 60, workers=args.workers)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0

@@ -30,7 +30,7 @@ from PIL import Image
 
 from common.atomic import atomic_dir, atomic_path
 from common.errors import DataError
-from common.executor import ExecutorSpec, LocalExecutor
+from common.executor import ExecutorSpec
 from common.problems import Problems
 
 from .metadata import (
@@ -386,7 +386,7 @@ def extract_faces(videos: Path, out: Path, params: FaceParams, labels: Path | No
             todo.append(i)
     if todo:
         with (executor or ExecutorSpec()).open() as ex:
-            size = 1 if isinstance(ex, LocalExecutor) else params.chunk_videos
+            size = 1 if ex.in_process else params.chunk_videos
             chunks = [todo[j:j + size] for j in range(0, len(todo), size)]
             jobs = [FacesJob(tuple(str(paths[i].absolute()) for i in chunk), str(out.absolute()), params)
                     for chunk in chunks]

@@ -17,10 +17,11 @@ from common.cli import (
     check_name,
     run,
 )
-from common.config import MAX_SEED, load_config, offset_seed, seed
+from common.config import MAX_SEED, offset_seed, seed
 from common.errors import DataError
 from common.executor import add_executor_flags, executor_spec
 from common.paths import output_file
+from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
 
 def output_folder(path: str, flag: str) -> Path:
@@ -37,7 +38,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import run_fit
     from .settings import backbones
 
-    config = offset_seed(load_config(args.config), args.seed_offset)
+    config = offset_seed(load_checked_config(args.config), args.seed_offset)
     name = check_name(args.name)
     spec = executor_spec(args)
     names = None if args.backbone is None else list(backbones(args.backbone, "--backbone"))
@@ -59,7 +60,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_protocols(args: argparse.Namespace) -> int:
     from .protocols import FULL, run_protocols
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     name = check_name(args.name)
     report = run_protocols(config, Path(args.interim) / name, Path(args.features) / name, Path(args.out) / name,
                            executor_spec(args))
@@ -82,7 +83,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .blend import run_blend
     from .settings import LOGISTIC_C, MIN_NESTED_FOLDS, load_settings
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     settings = load_settings(config)
     folds = settings.folds if args.folds is None else args.folds
     if not MIN_NESTED_FOLDS <= folds <= MAX_FOLDS:
@@ -146,7 +147,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if min(sizes) < 1 or args.videos > args.frames or args.baseline_videos > args.videos:
         raise DataError("bench: need sizes >= 1, --videos <= --frames and --baseline-videos <= --videos")
     run_bench(output_file(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos,
-              args.lgb_features, seed(load_config(args.config)))
+              args.lgb_features, seed(load_checked_config(args.config)))
     return 0
 
 
@@ -166,7 +167,7 @@ def bench_scale(args: argparse.Namespace) -> int:
                         f"{MIN_LIMIT_GIB:g} GiB (a Python process needs more address space)")
     executors = scale.parse_executors(args.executors)
     code = scale.check_code(Path(args.code))
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     names = load_settings(config).backbones
     count = len(names) if args.backbones is None else args.backbones
     if not 1 <= count <= len(names):

@@ -18,14 +18,15 @@ from common.cli import (
     check_name,
     run,
 )
-from common.config import load_config
 from common.executor import add_executor_flags, executor_spec
+
+from .settings import load_checked_config
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     name = check_name(args.name)
     out = run_report(config, Path(args.predictions) / name, Path(args.out) / name, name)
     print(f"wrote {out}/report.md, leaderboard.csv, metrics.json and figures")
@@ -36,7 +37,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     from .seeds import run_seeds
     from .settings import load_settings
 
-    settings = load_settings(load_config(args.config))
+    settings = load_settings(load_checked_config(args.config))
     name = check_name(args.name)
     out = Path(args.out) / name
     report = run_seeds([Path(r) / name for r in args.runs], out, settings.bootstrap, settings.seed)
@@ -53,7 +54,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .score import format_table, json_safe, score_files
     from .settings import load_settings
 
-    settings = load_settings(load_config(args.config))
+    settings = load_settings(load_checked_config(args.config))
     results, problems = score_files(args.submissions, args.labels, args.column, args.dedupe,
                                     settings.bootstrap, settings.seed, settings.ece_bins)
     problems.warn()
@@ -73,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_submission(args: argparse.Namespace) -> int:
     from .submission import write_submission
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     name = check_name(args.name)
     out = Path(args.out) if args.out else Path("reports") / name / "submission.csv"
     method, rows, which = write_submission(config, Path(args.predictions) / name, out, args.method, args.sample)
@@ -82,10 +83,10 @@ def cmd_submission(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    config = load_checked_config(args.config)       # before TensorFlow starts: a bad config is refused at once
     from apply.models import load_models
     from apply.videos import predict
 
-    config = load_config(args.config)
     models = load_models(Path(args.models) / check_name(args.name))
     videos, crops, method, problems = predict(args.inputs, config, models, args.method)
     problems.warn()
@@ -113,7 +114,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     executor = executor_spec(args)            # bad flags stop here, before TensorFlow is imported
     from .transfer import run_transfer
 
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     out, metrics, submitted, seconds = run_transfer(config, args.models, args.name, Path(args.interim),
                                                     Path(args.models_dir), Path(args.features),
                                                     Path(args.predictions), Path(args.out), executor)

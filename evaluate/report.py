@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.atomic import atomic_path, write_json, write_text
+from common.atomic import atomic_path, staged_files, write_json, write_text
 
 from . import figures
 from .metrics import (
@@ -161,9 +161,15 @@ def part_section(key: str, part: pd.DataFrame, board: pd.DataFrame, paired: dict
 
 def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
     settings = load_settings(config)
-    n_boot, top, bins, seed = settings.bootstrap, settings.top_methods, settings.ece_bins, settings.seed
     table, methods, fit = load_predictions(predictions)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_files(out) as stage:      # a failed report leaves no folder, and no file of it half-updated
+        _write_report(settings, table, methods, fit, predictions, stage, name)
+    return out
+
+
+def _write_report(settings, table: pd.DataFrame, methods: list[str], fit: dict, predictions: Path, out: Path,
+                  name: str) -> None:
+    n_boot, top, bins, seed = settings.bootstrap, settings.top_methods, settings.ece_bins, settings.seed
     protocols = protocol_sections(predictions, out, n_boot, seed)      # first: its inputs are checked before any
     boards, paired, jsons, sections = {}, {}, {}, []                   # figure of this report is written
     for key in PARTS:
@@ -212,4 +218,3 @@ def run_report(config: dict, predictions: Path, out: Path, name: str) -> Path:
     write_leaderboard(boards, out / "leaderboard.csv")
     write_json(out / "metrics_blend_oof.json", jsons["blend"])
     write_json(out / "metrics.json", jsons["test"])
-    return out

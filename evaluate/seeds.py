@@ -32,6 +32,12 @@ def run_seeds(runs: list[Path], out: Path, n_boot: int, seed: int) -> dict:
     """Compare ``runs`` (predictions folders of one dataset) and write ``seeds.json`` and ``seeds.md`` to ``out``."""
     if len(runs) < 2:
         raise DataError(f"--runs: {len(runs)} run given; the seed spread needs at least 2")
+    seen: dict[Path, Path] = {}
+    for path in runs:
+        before = seen.setdefault(path.resolve(), path)
+        if before is not path:
+            raise DataError(f"--runs: {before} and {path} are the same folder ({path.resolve()}); give each seed's "
+                            "predictions once")
     loaded = [(path, *load_predictions(path)) for path in runs]
     first_path, first = loaded[0][0], loaded[0][1]
     for path, table, _, fit in loaded:

@@ -16,15 +16,16 @@ from common.cli import (
     check_name,
     run,
 )
-from common.config import load_config, offset_seed
+from common.config import offset_seed
 from common.errors import DataError
 from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
+from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
 
 def _settings(args):
     from .settings import load_settings
 
-    config = offset_seed(load_config(args.config), getattr(args, "seed_offset", 0))
+    config = offset_seed(load_checked_config(args.config), getattr(args, "seed_offset", 0))
     settings = load_settings(config)
     names = [b.name for b in settings.backbones]
     for name in args.backbone or []:
@@ -45,10 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    executor = executor_spec(args)            # bad flags stop here, before TensorFlow is imported
+    executor = executor_spec(args)            # bad flags and a bad config stop here, before TensorFlow is imported
+    _, settings, specs = _settings(args)
     from .features import Shard, extract_backbone
 
-    _, settings, specs = _settings(args)
     name = check_name(args.name)
     shard = Shard.parse(args.shard)
     with executor.open() as ex:

@@ -7,7 +7,6 @@ pipeline, not inside the model, so saved models hold only standard layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from common.errors import DataError
@@ -15,6 +14,7 @@ from common.paths import input_file
 from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
 from .card import check_model_file
+from .registry import KERAS_APPLICATIONS, NAMES, OWN_NETWORKS, check_backbone_name
 
 layers = keras.layers
 
@@ -101,32 +101,21 @@ def register(name: str, build: Callable, preprocess: Callable, native_size: int)
     REGISTRY[name] = Backbone(name, build, preprocess, native_size)
 
 
-for _i, _size in enumerate((224, 240, 260, 300, 380, 456, 528, 600)):
-    register(f"efficientnetb{_i}", *_app("efficientnet", f"EfficientNetB{_i}", _size))
-register("xception", *_app("xception", "Xception", 299))
-register("mobilenetv2", *_app("mobilenet_v2", "MobileNetV2", 224))
-register("mobilenetv3small", *_app("mobilenet_v3", "MobileNetV3Small", 224))
-register("mobilenetv3large", *_app("mobilenet_v3", "MobileNetV3Large", 224))
-register("resnet50", *_app("resnet50", "ResNet50", 224))
-register("smallcnn", _small_cnn, _scale_to_unit, 64)
-register("rescnn", _res_cnn, _scale_to_unit, 96)
+for _name, (_module, _cls, _size) in KERAS_APPLICATIONS.items():
+    register(_name, *_app(_module, _cls, _size))
+register("smallcnn", _small_cnn, _scale_to_unit, OWN_NETWORKS["smallcnn"])
+register("rescnn", _res_cnn, _scale_to_unit, OWN_NETWORKS["rescnn"])
+assert set(REGISTRY) == set(NAMES), "every name of extract.registry has its network here"
 
 
 def get_backbone(name: str) -> Backbone:
-    if name not in REGISTRY:
-        raise DataError(f"unknown backbone {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+    return REGISTRY[check_backbone_name(name)]
 
 
-def _backbone_weights(name: str, weights: str) -> str | None:
-    """Keras' ``weights`` argument for a config value: "none", "imagenet" or a local file."""
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    if not Path(weights).is_file():
-        raise DataError(f"backbone {name}: weights file {weights} not found (use 'imagenet', 'none' or a file)")
-    return str(weights)
+def _backbone_weights(weights: str) -> str | None:
+    """Keras' ``weights`` argument for a config value: "none", "imagenet" or a local file (checked to exist by
+    the config's ``[backbones.*]`` reader, the entry point; a file gone since fails to load, in one line)."""
+    return None if weights == "none" else str(weights)
 
 
 def build_model(name: str, input_size: int, weights: str = "none", dropout: float = 0.2) -> keras.Model:
@@ -135,7 +124,7 @@ def build_model(name: str, input_size: int, weights: str = "none", dropout: floa
     Its layer ``embedding`` (GlobalAveragePooling2D) is the frame embedding.
     """
     backbone = get_backbone(name)
-    source = _backbone_weights(name, weights)
+    source = _backbone_weights(weights)
     shape = (input_size, input_size, 3)
     try:
         if name == "smallcnn" or source in (None, "imagenet"):

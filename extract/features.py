@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_path, write_json
 from common.errors import DataError
-from common.executor import Executor, LocalExecutor
+from common.executor import Executor, ExecutorSpec
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.tables import load_tables
 
@@ -272,7 +272,7 @@ def _warn_unreadable(paths) -> None:
 def _tasks(ex: Executor, fn: Callable, jobs: list, desc: str, unit: str = "task") -> list:
     """``fn(job)`` for every job, results in job order: here, in order (a job shows its own progress), or as
     Dask tasks (on GPU workers where the cluster has them) with a bar of finished tasks."""
-    if isinstance(ex, LocalExecutor):
+    if ex.in_process:
         return [fn(job) for job in jobs]
     results = [None] * len(jobs)
     for i, result in ex.map(fn, jobs, desc=desc, unit=unit, gpu=True):
@@ -327,7 +327,7 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     """Write this shard's missing chunks, here or as tasks on ``executor``'s workers; merge when every chunk is
     there. Returns the merged file or None. With Dask the run key describes the workers' runtime (asked of
     each worker; every task checks its own), and this process never sets TensorFlow up."""
-    ex = executor or LocalExecutor()
+    ex = executor or ExecutorSpec().open()
     model_file = models_dir / f"{spec.name}.keras"
     if not model_file.exists():
         raise DataError(f"{model_file}: model not found; run 'python -m extract train' (make features) first")
@@ -355,9 +355,8 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     todo = [b for b in mine if not chunk_complete(chunk_path(chunk_dir, b[0]), key)]
     if todo:
         crops = rows[["video", "frame", "face"]].assign(path=[str(root.absolute() / p) for p in rows["path"]])
-        local = isinstance(ex, LocalExecutor)
-        groups = [todo] if local else [[b] for b in todo]     # here: one pipeline; on Dask: a task per chunk
-        jobs = [_job(model, runtime, key, chunk_dir, crops, group, progress=local) for group in groups]
+        groups = [todo] if ex.in_process else [[b] for b in todo]     # here: one pipeline; on Dask: a task per chunk
+        jobs = [_job(model, runtime, key, chunk_dir, crops, group, progress=ex.in_process) for group in groups]
         start = time.perf_counter()
         reports = _tasks(ex, write_chunks, jobs, f"{spec.name} chunks", unit="chunk")
         seconds = time.perf_counter() - start

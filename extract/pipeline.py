@@ -5,33 +5,13 @@ backbone's own ``preprocess_input``. Unreadable files are dropped with ``ignore_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from common.tensorflow_setup import keras, tf  # noqa: F401  (TensorFlow without its start-up banner)
 
+from .settings import Augment, View  # noqa: F401  (declared with the config that sets them)
+
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Light train-time augmentation, all stateless so an epoch's batches depend only on (seed, epoch)."""
-
-    flip: bool = True
-    brightness: float = 0.1      # max delta as a fraction of the 0..255 range
-    contrast: float = 0.15       # factor drawn from [1 - c, 1 + c]
-    jpeg_quality: tuple[int, int] = (60, 100)
-    jpeg_rate: float = 0.5       # share of images re-encoded as JPEG
-    crop: float = 0.1            # zoom in by up to this fraction, at a random offset
-
-
-@dataclass(frozen=True)
-class View:
-    """What the network sees of a crop: the central ``crop`` fraction, resized to ``size`` x ``size``."""
-
-    size: int
-    crop: float = 1.0
 
 
 def keep_pixels(images: tf.Tensor) -> tf.Tensor:

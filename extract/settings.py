@@ -1,4 +1,5 @@
-"""The ``[extract]``, ``[extract.train]``, ``[extract.augment]`` and ``[backbones.*]`` config tables, checked."""
+"""The ``[extract]``, ``[extract.train]``, ``[extract.augment]`` and ``[backbones.*]`` config tables, checked
+(without TensorFlow: every command checks the whole config)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -8,8 +9,27 @@ from common.config import Table, section, seed
 from common.errors import DataError
 from data.settings import MAX_FOLDS
 
-from .backbones import get_backbone
-from .pipeline import Augment, View
+from .registry import check_backbone_name
+
+@dataclass(frozen=True)
+class Augment:
+    """Light train-time augmentation, all stateless so an epoch's batches depend only on (seed, epoch)."""
+
+    flip: bool = True
+    brightness: float = 0.1      # max delta as a fraction of the 0..255 range
+    contrast: float = 0.15       # factor drawn from [1 - c, 1 + c]
+    jpeg_quality: tuple[int, int] = (60, 100)
+    jpeg_rate: float = 0.5       # share of images re-encoded as JPEG
+    crop: float = 0.1            # zoom in by up to this fraction, at a random offset
+
+
+@dataclass(frozen=True)
+class View:
+    """What the network sees of a crop: the central ``crop`` fraction, resized to ``size`` x ``size``."""
+
+    size: int
+    crop: float = 1.0
+
 
 # validation frame metrics that may choose the checkpoint: name -> True when higher is better
 MONITORS = {"auc": True, "balanced_log_loss": False}
@@ -63,7 +83,7 @@ class ExtractSettings:
 
 def backbone_spec(config: dict, name: str) -> BackboneSpec:
     try:
-        get_backbone(name)
+        check_backbone_name(name)
     except DataError as e:
         raise DataError(f"{section(config, 'extract').source}: backbones: {e}") from None
     if name not in config["backbones"]:

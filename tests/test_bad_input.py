@@ -137,9 +137,10 @@ def test_ensemble_fit_refuses_a_bad_frame_score_naming_file_and_row(tmp_path, va
     emb = np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
     pq.write_table(feature_table(t.column("video").to_numpy(zero_copy_only=False), t.column("frame").to_numpy(),
                                  t.column("face").to_numpy(), score, emb, "k", emb.shape[1]), path)
-    cfg = tmp_path / "two.toml"
-    cfg.write_text(f"[extract]\nbackbones = {json.dumps(BACKBONES)}\n")
-    res = run_cli("ensemble", "fit", "--config", str(cfg), "--name", "x", "--interim", str(tmp_path / "interim"),
+    cfg = tmp_path / "two.toml"        # the feature files' names by --backbone: the config's are checked backbones
+    cfg.write_text("")
+    res = run_cli("ensemble", "fit", "--config", str(cfg), "--backbone", *BACKBONES, "--name", "x",
+                  "--interim", str(tmp_path / "interim"),
                   "--features", str(tmp_path / "features"), "--out", str(tmp_path / "pred"),
                   "--models", str(tmp_path / "models"))
     one_line_error(res, path, "row 5", "score")
@@ -250,13 +251,14 @@ def _tables(tmp_path):
     for stage in ("interim", "features"):
         (tmp_path / stage).mkdir()
         (tmp_path / stage / "x").symlink_to(tmp_path / "ds" / stage)
-    cfg = tmp_path / "two.toml"
-    cfg.write_text(f"[extract]\nbackbones = {json.dumps(BACKBONES)}\n")
+    cfg = tmp_path / "two.toml"        # the feature files' names by --backbone: the config's are checked backbones
+    cfg.write_text("")
     return tmp_path / "interim/x/videos.parquet", cfg
 
 
 def _fit(tmp_path, cfg):
-    return run_cli("ensemble", "fit", "--config", str(cfg), "--name", "x", "--interim", str(tmp_path / "interim"),
+    return run_cli("ensemble", "fit", "--config", str(cfg), "--backbone", *BACKBONES, "--name", "x",
+                   "--interim", str(tmp_path / "interim"),
                    "--features", str(tmp_path / "features"), "--out", str(tmp_path / "pred"),
                    "--models", str(tmp_path / "models"))
 

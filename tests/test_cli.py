@@ -2,10 +2,11 @@
 import argparse
 import importlib
 import re
+import subprocess
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 STAGES = {
     "data": ["synth", "prepare", "faces", "sheet", "bench"],
@@ -32,3 +33,16 @@ def test_every_flag_of_every_command_has_help_text(stage):
         for action in subparser._actions:
             assert action.help and len(action.help) > 10, f"{stage} {command} {action.option_strings}"
         assert run_cli(stage, command, "--help").returncode == 0
+
+
+@pytest.mark.parametrize("seeds", ["abc", "-1", "2 3", "0", ""])
+def test_make_refuses_a_seeds_that_is_not_a_whole_number(seeds):
+    res = subprocess.run(["make", "-n", "report", f"SEEDS={seeds}"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode != 0 and f"SEEDS={seeds}: expected a whole number >= 1" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and not res.stdout
+
+
+def test_make_plans_a_seed_run_per_extra_seed():        # -B: planned whatever is already built
+    res = subprocess.run(["make", "-n", "-B", "report", "SEEDS=3"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "--seed-offset 1" in res.stdout and "--seed-offset 2" in res.stdout and "--seed-offset 3" not in res.stdout

@@ -1,7 +1,7 @@
 import pytest
 
 from common.config import load_config
-from conftest import bad_config_message
+from conftest import bad_config_message, run_cli
 from data.sampling import SamplingPolicy
 from data.settings import load_settings as data_settings
 from ensemble.settings import load_settings as ensemble_settings
@@ -61,3 +61,26 @@ def test_default_config_passes_every_stage_check():
     _all_settings(config)
     assert ensemble_settings(config).clip_eps == (0.001, 0.01, 0.025, 0.05)
     assert evaluate_settings(config).submission_eps == 1e-15
+
+
+def test_every_command_refuses_a_bad_value_of_a_table_it_does_not_read(tmp_path):
+    """The config is checked whole, the same way, by every command: [ensemble] by data prepare and evaluate
+    predict too (which read no [ensemble] value), with ensemble fit's one line."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ensemble.lightgbm]\nnum_leaves = 'four'\n")
+    commands = [("ensemble", "fit"), ("data", "prepare", "--data", str(tmp_path)),
+                ("evaluate", "predict", str(tmp_path)), ("evaluate", "score", str(bad), "--labels", str(bad)),
+                ("extract", "features")]
+    lines = set()
+    for command in commands:
+        res = run_cli(*command, "--config", str(bad), subprocess_run=False)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, (command, res.stderr)
+        lines.add(res.stderr)
+    assert lines == {f"error: {bad} [ensemble.lightgbm]: num_leaves = 'four', expected an integer in [2, 131072]\n"}
+
+
+def test_a_missing_weights_file_is_refused_by_the_config_check(tmp_path):
+    from extract.settings import load_settings as extract_settings
+
+    words = bad_config_message(tmp_path, "[backbones.smallcnn]\nweights = 'missing.weights.h5'\n", extract_settings)
+    assert "[backbones.smallcnn]: weights = 'missing.weights.h5', expected 'imagenet', 'none' or an existing" in words

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from common.errors import DataError
+from common.executor import ExecutorSpec, machine_cores
 from conftest import REPO, run_cli, tree_digest
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"      # chunk_videos = 1: a chunk per video
@@ -92,7 +95,9 @@ def clips(tmp_path_factory):
 @pytest.mark.parametrize("flags, words", [
     (("--executor", "dask"), "--executor dask needs --scheduler"),
     (("--executor", "dask", "--scheduler", "localhost:8786"), "expected tcp://host:port or local:N"),
-    (("--executor", "dask", "--scheduler", "local:0"), "local:N needs 1 <= N"),
+    (("--executor", "dask", "--scheduler", "local:0"), "local:N needs a whole number 1 <= N <= "),
+    (("--executor", "dask", "--scheduler", "local:-1"), "local:N needs a whole number 1 <= N <= "),
+    (("--executor", "dask", "--scheduler", f"local:{machine_cores() + 1}"), f"1 <= N <= {machine_cores()} (the cores"),
     (("--scheduler", "local:2"), "needs --executor dask"),
 ])
 @pytest.mark.parametrize("command", ["features", "faces"])
@@ -103,6 +108,17 @@ def test_bad_executor_flags_are_one_line(tmp_path, command, flags, words):
         res = run_cli("data", "faces", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), *flags,
                       subprocess_run=False)
     assert res.returncode == 2 and words in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_scheduler_port_that_refuses_is_reported_at_once():
+    with socket.socket() as s:            # a port nothing listens on: bound, never listening, so it refuses
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        start = time.perf_counter()
+        with pytest.raises(DataError, match="cannot reach the Dask scheduler.*refused"):
+            ExecutorSpec.parse("dask", address).open()
+    assert time.perf_counter() - start < 10
+
 
 
 def test_features_on_a_local_dask_cluster_equal_the_local_run(workspace, tmp_path):

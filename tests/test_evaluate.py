@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_cli, shared_file
+from conftest import run_cli, shared_file, tree_digest
 
 # ../shared/dfdc/README.md: each file's log-loss and AUC on train_sample_videos
 README_FIGURES = [
@@ -102,6 +102,21 @@ def test_score_errors_and_dedupe(tmp_path):
     assert res.returncode == 2 and "3 videos of the labels" in res.stderr and "c.mp4, d.mp4, e.mp4" in res.stderr
 
 
+def test_score_honours_the_configs_ece_bins(tmp_path):
+    from evaluate.metrics import ece
+
+    labels = write(tmp_path / "labels.csv", "filename,label\n" + "".join(
+        f"v{i}.mp4,{'FAKE' if i % 3 else 'REAL'}\n" for i in range(12)))
+    p = [0.05 + 0.9 * ((i * 7) % 12) / 11 for i in range(12)]
+    preds = write(tmp_path / "preds.csv", "filename,label\n" + "".join(f"v{i}.mp4,{v}\n" for i, v in enumerate(p)))
+    config = write(tmp_path / "bins.toml", "[evaluate]\nece_bins = 2\n")
+    res = run_cli("evaluate", "score", preds, "--labels", labels, "--config", config, "--json")
+    assert res.returncode == 0, res.stderr
+    y = [1 if i % 3 else 0 for i in range(12)]
+    assert ece(y, p, bins=2) != pytest.approx(ece(y, p))          # the bins change the figure here
+    assert json.loads(res.stdout)[preds]["ece"] == pytest.approx(ece(y, p, bins=2))
+
+
 def test_validate_a_sample_written_without_extensions(tmp_path):
     sample = write(tmp_path / "sample.csv", "filename,label\nbbb,0\naaa,0\n")
     sub = write(tmp_path / "sub.csv", "filename,label\naaa,0.3\nbbb,0.6\n")
@@ -184,6 +199,17 @@ def test_report_writes_the_schema_sorted_leaderboard_and_figures(tmp_path):
         assert f"]({figure})" in text
         with Image.open(out / figure) as im:
             assert im.format == "PNG" and im.width > 300
+    # a report that fails after its first files (here on a bad protocols.json) leaves the earlier report whole,
+    # and no folder where there was none; files of other commands are kept
+    (out / "submission.csv").write_text("filename,label\n")
+    before = tree_digest(out)
+    (tmp_path / "data/predictions/toy/protocols.json").write_text("{}")
+    for reports in (tmp_path / "reports", tmp_path / "new"):
+        res = run_cli("evaluate", "report", "--name", "toy", "--predictions", str(tmp_path / "data/predictions"),
+                      "--out", str(reports))
+        assert res.returncode == 2 and "not a protocols record" in res.stderr, res.stderr
+    assert tree_digest(out) == before and not list((tmp_path / "new").iterdir())
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["toy"]       # no staging folder left
 
 
 def test_submission_default_method_test_split_and_sample_order(tmp_path):
@@ -255,6 +281,14 @@ def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_singl
                   "--out", str(tmp_path / "reports2"))
     assert res.returncode == 2 and "other videos or splits" in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "reports2/toy/seeds.json").exists()
+    # one run given twice, under two spellings, is refused (it made a std of 0 "over 2 runs")
+    for twice in (["data/predictions", "data/predictions"], ["data/predictions", "./data/predictions/"],
+                  ["data/predictions", runs[0]]):
+        res = run_cli("evaluate", "seeds", "--name", "toy", "--runs", *twice, runs[1],
+                      "--out", str(tmp_path / "reports3"), cwd=tmp_path / "run0")
+        assert res.returncode == 2 and "are the same folder" in res.stderr and res.stderr.count("\n") == 1, \
+            res.stderr
+        assert not (tmp_path / "reports3").exists()
 
 
 def test_the_runner_up_is_never_the_best_method_under_another_name():

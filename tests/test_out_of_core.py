@@ -177,8 +177,9 @@ def test_a_bad_row_found_on_a_dask_worker_is_one_line(inputs, tmp_path):
     score[-2] = np.nan
     pq.write_table(table.set_column(3, "score", pa.array(score)), path, row_group_size=ROW_GROUP)
     config = tmp_path / "c.toml"
-    config.write_text(f'[extract]\nbackbones = {BACKBONES!r}\n[ensemble]\nrows_per_task = 20\n'.replace("'", '"'))
-    res = run_cli("ensemble", "fit", "--name", "x", "--interim", str(tmp_path / "interim"), "--features",
+    config.write_text("[ensemble]\nrows_per_task = 20\n")
+    res = run_cli("ensemble", "fit", "--backbone", *BACKBONES, "--name", "x", "--interim", str(tmp_path / "interim"),
+                  "--features",
                   str(tmp_path / "features"), "--out", str(tmp_path / "pred"), "--models", str(tmp_path / "m"),
                   "--config", str(config), "--executor", "dask", "--scheduler", "local:1", subprocess_run=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr

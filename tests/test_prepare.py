@@ -142,6 +142,8 @@ def test_several_part_zips_are_extracted_and_merged(tmp_path):
     ("../evil.txt", "points outside the target folder"),
     ("part0/../../evil.txt", "points outside the target folder"),
     ("/tmp/evil.txt", "absolute path"),
+    ("C:/evil.txt", "absolute path"),
+    ("part0\\..\\..\\evil.txt", "points outside the target folder"),     # Windows separators
 ])
 def test_zip_slip_is_refused_and_nothing_is_written(tmp_path, member, words):
     z = make_part_zip(tmp_path / "bad.zip", "part0", ["rrrrrrrrrr.mp4,train,,REAL"], ["rrrrrrrrrr"],

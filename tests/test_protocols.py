@@ -180,8 +180,7 @@ def test_protocols_cli_errors_are_one_line(run, tmp_path):
     res = run_cli("ensemble", "protocols", "--name", "toy", *flags, "--out", str(tmp_path))
     assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "toy" in res.stderr
-    (tmp_path / "user.toml").write_text("[extract]\nbackbones = ['cnn_a', 'cnn_b']\n"
-                                        "[ensemble.protocols]\nframe_budgets = [3, 3]\n")
+    (tmp_path / "user.toml").write_text("[ensemble.protocols]\nframe_budgets = [3, 3]\n")
     res = run_cli("ensemble", "protocols", "--name", "pred", *flags, "--out", str(root),
                   "--config", str(tmp_path / "user.toml"))
     assert res.returncode != 0 and "frame_budgets = [3, 3]" in res.stderr and len(res.stderr.splitlines()) == 1
