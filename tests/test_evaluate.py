@@ -113,7 +113,7 @@ def test_score_honours_the_configs_ece_bins(tmp_path):
     res = run_cli("evaluate", "score", preds, "--labels", labels, "--config", config, "--json")
     assert res.returncode == 0, res.stderr
     y = [1 if i % 3 else 0 for i in range(12)]
-    assert ece(y, p, bins=2) != pytest.approx(ece(y, p))          # the bins change the figure here
+    assert ece(y, p, bins=2) != pytest.approx(ece(y, p, bins=10))   # the bins change the figure here
     assert json.loads(res.stdout)[preds]["ece"] == pytest.approx(ece(y, p, bins=2))
 
 
