@@ -256,7 +256,7 @@ def test_sections_this_run_lacks_leave_no_earlier_files(run, tmp_path):
     assert protocol_sections(pred, out, 20, 0) == [] and not list(out.iterdir())
 
 
-def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
+def test_a_damaged_or_truncated_variant_is_fitted_again(run, tmp_path, monkeypatch):
     root = run[0]
     work = tmp_path / "w"
     for folder in ("interim", "features"):
@@ -267,15 +267,22 @@ def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
     config["ensemble"]["protocols"]["ablation"] = False
     run_protocols(config, work / "interim", work / "features", work / "pred")
     expected = pd.read_parquet(work / "pred/frame_budget.parquet")
+    protocols_json = (work / "pred/protocols.json").read_text()
     state = work / "pred/.protocols"
     # leave the work folder behind, then damage it: a record without its table, a record that is not JSON
     monkeypatch.setattr(protocols, "_assemble", lambda *args: {})
     run_protocols(config, work / "interim", work / "features", work / "pred")
     monkeypatch.undo()
-    (state / "frames-1.parquet").unlink()
+    # a table truncated by a killed write (the record beside it is whole), and a record that is not JSON
+    table = (state / "frames-1.parquet").read_bytes()
+    (state / "frames-1.parquet").write_bytes(table[: len(table) // 2])
     (state / "frames-4.json").write_text("{trunc")
+    real, fitted = protocols.fit_variant, []
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: (fitted.append(args[2]), real(*args))[1])
     run_protocols(config, work / "interim", work / "features", work / "pred")
+    assert len(fitted) == 2                                  # the two damaged variants, not the whole one
     pd.testing.assert_frame_equal(pd.read_parquet(work / "pred/frame_budget.parquet"), expected)
+    assert json.loads((work / "pred/protocols.json").read_text()) == json.loads(protocols_json)
 
 
 def test_a_bad_throughput_record_stops_before_any_refit(run, tmp_path, monkeypatch):
