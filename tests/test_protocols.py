@@ -293,3 +293,46 @@ def test_a_bad_throughput_record_stops_before_any_refit(run, tmp_path, monkeypat
     with pytest.raises(DataError, match=r"cnn_b.throughput.json: frames_per_s = 'fast'"):
         run_protocols(small_config(), root / "interim", tmp_path / "features", root / "pred")
     assert not (root / "pred" / ".protocols").exists()
+
+
+def warnings_in(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_a_missing_throughput_record_warns_in_one_line_and_the_run_goes_on(run, tmp_path, monkeypatch, capsys):
+    root = run[0]
+    shutil.copytree(root / "features", tmp_path / "features")
+    (tmp_path / "features" / "cnn_b.throughput.json").unlink()
+    (tmp_path / "pred").mkdir()
+    shutil.copy(root / "pred/videos.parquet", tmp_path / "pred/videos.parquet")
+
+    class Fitting(Exception):
+        pass
+
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: (_ for _ in ()).throw(Fitting()))
+    with pytest.raises(Fitting):                 # it goes on to the refits
+        run_protocols(small_config(), root / "interim", tmp_path / "features", tmp_path / "pred")
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "cnn_b.throughput.json" in lines[0] and "cnn_a" not in lines[0], lines
+
+
+def test_the_report_warns_without_protocols_json_or_a_measured_frames_per_s(run, tmp_path, capsys):
+    root = run[0]
+    pred, out = tmp_path / "pred", tmp_path / "r"
+    shutil.copytree(root / "pred", pred)
+    out.mkdir()
+    capsys.readouterr()
+    assert protocol_sections(pred, out, 20, 0)
+    assert warnings_in(capsys.readouterr().err) == []
+    info = json.loads((pred / "protocols.json").read_text())
+    info["frame_budget"]["frames_per_s"]["cnn_a"] = None
+    info["frame_budget"]["seconds_per_video"] = {k: None for k in info["frame_budget"]["seconds_per_video"]}
+    (pred / "protocols.json").write_text(json.dumps(info))
+    assert protocol_sections(pred, out, 20, 0)
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "frames/s" in lines[0] and lines[0].endswith("cnn_a"), lines
+    assert pd.read_csv(out / "frame_budget.csv")["cnn_seconds_per_video"].isna().all()
+    (pred / "protocols.json").unlink()
+    assert protocol_sections(pred, out, 20, 0) == []
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "protocols.json: not found" in lines[0], lines
