@@ -58,7 +58,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_protocols(args: argparse.Namespace) -> int:
-    from .protocols import FULL, run_protocols
+    from .protocols import run_protocols
+    from .records import FULL
 
     config = load_checked_config(args.config)
     name = check_name(args.name)

@@ -30,7 +30,7 @@ def cross_fit(make: Callable[[], object], X, y: np.ndarray, folds: np.ndarray,
     """OOF predictions of ``make()`` models, one per fold id in ``folds`` (n,), each fitted on the other folds.
 
     ``X``: (n, ...) DataFrame or array, rows aligned with ``y`` (n,). With ``early_stopping`` the next fold id
-    (cyclically) is held out of each training part as the model's ``valid`` set, so a booster early-stops on
+    (cyclically) is held out of each training part as the model's ``X_val``, ``y_val``, so a booster early-stops on
     videos it neither trains on nor is scored on. ``groups`` (n,): family ids, passed on to ``fit`` for a
     combiner that tunes itself by grouped CV."""
     oof = np.empty(len(y))
@@ -42,7 +42,7 @@ def cross_fit(make: Callable[[], object], X, y: np.ndarray, folds: np.ndarray,
             inner = folds == fold_ids[(i + 1) % len(fold_ids)]
             train = ~held & ~inner
             extra = {} if groups is None else {"groups": groups[train]}
-            model = make().fit(X[train], y[train], valid=(X[inner], y[inner]), **extra)
+            model = make().fit(X[train], y[train], **extra, X_val=X[inner], y_val=y[inner])
         else:
             extra = {} if groups is None else {"groups": groups[~held]}
             model = make().fit(X[~held], y[~held], **extra)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from common.atomic import atomic_dir, locked, write_json
+from common.atomic import atomic_dir, locked
 from common.errors import DataError
 from common.executor import ExecutorSpec
 from common.metrics import log_loss
@@ -28,7 +28,8 @@ from data.tables import load_videos
 from data.training_videos import TrainingRecord
 from extract.cache import FeatureFile
 
-from .saved import write_ensemble
+from .records import CHOSEN, FIT_FILE, PLAIN_MEAN, Choice, FitRecord, MethodFit
+from .saved import EnsembleMeta, write_ensemble
 from .selection import (
     Candidate,
     choose,
@@ -53,8 +54,6 @@ from .video_features import (
 LOCAL = ExecutorSpec()
 META = ["video", "split", "label", "fold", "family", "n_frames"]
 SCORE_FEATURES = ("std", "temporal_mean", "temporal_max")   # with the rule outputs: the "scores" feature set
-PLAIN_MEAN = "blend/mean"        # the mean of each backbone's mean rule: nothing learned
-CHOSEN = "stack/chosen"          # the chosen method; on the blend split, the nested OOF predictions of the choice
 MANIPULATION = "method"          # optional metadata column (e.g. DFDC-like fake methods), passed on as "manipulation"
 
 
@@ -174,47 +173,45 @@ def predictions_table(videos: pd.DataFrame, data: BlendData, backbones: list[str
 
 
 def fit_methods(settings: EnsembleSettings, data: BlendData, out: pd.DataFrame, family: np.ndarray
-                ) -> tuple[dict, dict]:
+                ) -> tuple[FitRecord, dict]:
     """Fit every candidate on the blend split and add its column to ``out`` (blend rows: calibrated OOF
     predictions; other rows: the refit model, calibrated; videos without a face: the prior). Choose the method,
     and with ``nested`` add ``stack/chosen``: the nested OOF predictions of the whole choice on blend rows, the
-    chosen method's elsewhere. Returns the report and {method: (combiner or None, calibrator)} to save."""
+    chosen method's elsewhere. Returns the record (``fit.json``) and {method: (combiner or None, calibrator)} to
+    save."""
     b = data.blend
     X = data.X.assign(**{PLAIN_MEAN: out[PLAIN_MEAN].to_numpy()})
     Xb, yb, fb, gb, frameless = X[b], data.y[b], data.folds[b], family[b], ~data.seen[b]
     cands = candidates(settings, data)
     eps = list(settings.clip_eps)
     fitted = fit_candidates(cands, Xb, yb, fb, gb, eps, frameless, data.prior)
-    report, saved = {"prior": data.prior, "methods": {}}, {}
+    methods, saved = {}, {}
     for name, f in fitted.items():
         pred = f.predict(X)
         pred[b] = f.oof_calibrated
         pred[~data.seen] = data.prior
         out[name] = pred
-        report["methods"][name] = {"reference": cands[name].reference, "oof_log_loss_raw": log_loss(yb, f.oof),
-                                   "calibrators": f.calibrators, "calibrator": f.calibrator.name,
-                                   "oof_log_loss": f.loss}
+        methods[name] = MethodFit(cands[name].reference, log_loss(yb, f.oof), f.calibrators, f.calibrator.name,
+                                  f.loss)
         saved[name] = (None if isinstance(f.model, Column) else f.model, f.calibrator)
     best = choose(fitted, cands)
-    report["best_method"] = best
-    report["chosen"] = {"method": best, "oof_log_loss": fitted[best].loss}
-    if settings.nested:
-        bar = tqdm(total=len(np.unique(fb)), desc="ensemble: nested choice", unit="fold", leave=False)
-        oof, per_fold = nested(cands, Xb, yb, fb, gb, eps, frameless, data.prior, lambda *_: bar.update())
-        bar.close()
-        out[CHOSEN] = out[best]
-        out.loc[b, CHOSEN] = oof
-        report["chosen"].update(nested_oof_log_loss=log_loss(yb, oof), chosen_per_fold=per_fold)
-        report["best_method"] = CHOSEN
-        saved[CHOSEN] = (Alias(best), fitted[best].calibrator)
-    return report, saved
+    if not settings.nested:
+        return FitRecord(data.prior, methods, best, Choice(best, fitted[best].loss)), saved
+    bar = tqdm(total=len(np.unique(fb)), desc="ensemble: nested choice", unit="fold", leave=False)
+    oof, per_fold = nested(cands, Xb, yb, fb, gb, eps, frameless, data.prior, lambda *_: bar.update())
+    bar.close()
+    out[CHOSEN] = out[best]
+    out.loc[b, CHOSEN] = oof
+    saved[CHOSEN] = (Alias(best), fitted[best].calibrator)
+    choice = Choice(best, fitted[best].loss, log_loss(yb, oof), tuple(per_fold))
+    return FitRecord(data.prior, methods, CHOSEN, choice), saved
 
 
 def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, models_dir: Path,
             backbones: list[str] | None = None, executor: ExecutorSpec = LOCAL
             ) -> tuple[pd.DataFrame, dict]:
     """Fit every combiner and write the predictions table, ``fit.json`` and the saved ensemble; returns the
-    table and the report. ``backbones`` (checked by ``settings.backbones``) defaults to the config's
+    table and ``fit.json``'s content. ``backbones`` (checked by ``settings.backbones``) defaults to the config's
     ``[extract] backbones``."""
     settings = load_settings(config)
     backbones = list(backbones or settings.backbones)
@@ -222,13 +219,13 @@ def run_fit(config: dict, interim: Path, features_dir: Path, out_dir: Path, mode
     data, pcas = blend_data(videos, files, settings, interim, executor)
     out = predictions_table(videos, data, backbones)
     with one_blas_thread():
-        report, saved = fit_methods(settings, data, out, videos["family"].to_numpy())
+        record, saved = fit_methods(settings, data, out, videos["family"].to_numpy())
 
+    meta = EnsembleMeta(tuple(backbones), tuple(settings.rules), data.prior, pcas, record.best_method)
     with locked(out_dir.with_name(f"{out_dir.name}.fit")):    # overlapping fits never mix models and predictions
-        write_ensemble(models_dir, saved, {"rules": [r.label for r in settings.rules], "backbones": backbones,
-                                           "prior": data.prior, "pca": pcas, "best_method": report["best_method"]},
+        write_ensemble(models_dir, saved, meta,
                        TrainingRecord.of(videos, "blend", interim / "videos.parquet").to_json())
         with atomic_dir(out_dir) as tmp:
             out.to_parquet(tmp / "videos.parquet", index=False)
-            write_json(tmp / "fit.json", report)
-    return out, report
+            record.write(tmp / FIT_FILE)
+    return out, record.to_json()

@@ -16,11 +16,13 @@ and nothing is chosen on them. Reads what ``ensemble fit`` reads, plus ``<backbo
   that budget);
 - ``ablation.parquet``: one row per (variant, video): ``without`` (a backbone, or "none" for the full ensemble), the
   metadata columns, then every method column;
-- ``protocols.json`` (written last): per budget and per variant, the chosen method and the crops per video; the
-  learned (non-reference) methods; each backbone's measured frames/s and the CNN seconds per video at each budget.
+- ``protocols.json`` (written last; ``ensemble.records.ProtocolsRecord``): per budget and per variant, the chosen
+  method and the crops per video; the learned (non-reference) methods; each backbone's measured frames/s and the
+  CNN seconds per video at each budget. A backbone without a throughput record gets a warning and no CNN cost.
 
-Each variant is kept in ``.protocols/`` as it completes (keyed by the config and the input files), so a killed
-run resumes where it stopped and gives the same tables.
+Each variant is kept in ``.protocols/`` as it completes (keyed by the config and the input files), its record
+holding the hash of its table, so a killed run resumes where it stopped and gives the same tables; a variant whose
+table or record was damaged since is fitted again.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import hashlib
 import json
 import math
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,24 +39,24 @@ from tqdm import tqdm
 from common.atomic import atomic_path, locked, write_json
 from common.errors import DataError
 from common.executor import ExecutorSpec
+from common.problems import Problems
 from common.schema import read_json_object
 from extract.cache import file_key
 
 from .fit import (
-    CHOSEN,
     BlendData,
     blend_data,
     fit_methods,
     load_inputs,
     predictions_table,
 )
+from .records import CHOSEN, FULL, PROTOCOLS_FILE, AblationRecord, FrameBudgetRecord, ProtocolsRecord
 from .selection import one_blas_thread
 from .settings import EnsembleSettings, load_settings
 from .video_features import has_frames
 
 LOCAL = ExecutorSpec()
 WORK = ".protocols"
-FULL = "none"              # the ``without`` value of the full ensemble (no backbone is named so)
 
 
 def throughput(features_dir: Path, backbone: str) -> float | None:
@@ -77,17 +79,48 @@ def without_backbone(data: BlendData, backbone: str, backbones: list[str]) -> Bl
                    seen=has_frames(X, rest))
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What ``protocols.json`` takes from one fitted variant; saved in ``.protocols/<kind>-<value>.json`` with the
+    hash of the variant's table, until the run completes."""
+
+    chosen: str                        # the method chosen on the blend split
+    learned: tuple[str, ...]           # the learned methods' columns, ``stack/chosen`` last
+    crops_per_video: dict              # {backbone: mean crops per video with a crop}
+
+    def to_json(self, table_sha256: str) -> dict:
+        return {"chosen": self.chosen, "learned": list(self.learned), "crops_per_video": self.crops_per_video,
+                "table_sha256": table_sha256}
+
+    @classmethod
+    def read(cls, work: Path, stem: str) -> Variant | None:
+        """The variant's record when it and its table are whole (the table's bytes match the hash saved with
+        it); None otherwise: the variant is fitted again."""
+        try:
+            obj = json.loads((work / f"{stem}.json").read_text())
+            digest = hashlib.sha256((work / f"{stem}.parquet").read_bytes()).hexdigest()
+            if not isinstance(obj, dict) or obj.get("table_sha256") != digest:
+                return None
+            variant = cls(obj["chosen"], tuple(obj["learned"]), obj["crops_per_video"])
+        except (ValueError, OSError, RecursionError, KeyError, TypeError):
+            return None
+        ok = isinstance(variant.chosen, str) and all(isinstance(m, str) for m in variant.learned) and \
+            isinstance(variant.crops_per_video, dict) and all(
+                isinstance(c, (int, float)) and not isinstance(c, bool) for c in variant.crops_per_video.values())
+        return variant if ok else None
+
+
 def fit_variant(settings: EnsembleSettings, videos: pd.DataFrame, data: BlendData, backbones: list[str]
-                ) -> tuple[pd.DataFrame, dict]:
+                ) -> tuple[pd.DataFrame, Variant]:
     """Every combiner fitted on ``data`` as ``ensemble fit`` fits them (its predictions table with ``stack/chosen``
-    = the chosen method's column) and {chosen, learned, crops_per_video}."""
+    = the chosen method's column) and the variant's chosen method, learned methods and crops per video."""
     out = predictions_table(videos, data, backbones)
     with one_blas_thread():
-        report, _ = fit_methods(settings, data, out, videos["family"].to_numpy())
-    out[CHOSEN] = out[report["best_method"]]
+        record, _ = fit_methods(settings, data, out, videos["family"].to_numpy())
+    out[CHOSEN] = out[record.best_method]
     crops = {b: float(data.X[f"{b}/n_crops"][data.seen].mean()) if data.seen.any() else 0.0 for b in backbones}
-    learned = [m for m, r in report["methods"].items() if not r["reference"]]
-    return out, {"chosen": report["best_method"], "learned": learned + [CHOSEN], "crops_per_video": crops}
+    learned = [m for m, r in record.methods.items() if not r.reference]
+    return out, Variant(record.best_method, (*learned, CHOSEN), crops)
 
 
 def _key(config: dict, interim: Path, files: dict[str, Path]) -> str:
@@ -120,6 +153,12 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
     if not (out_dir / "videos.parquet").exists():
         raise DataError(f"{out_dir}/videos.parquet: not found; run 'make ensemble' (python -m ensemble fit) first")
     fps = {b: throughput(features_dir, b) for b in backbones}     # checked before the long work
+    unmeasured = Problems()
+    for b in backbones:
+        if fps[b] is None:
+            unmeasured.add("backbones without a throughput record (the CNN cost is left empty; 'python -m extract "
+                           "features' measures it)", str(features_dir / f"{b}.throughput.json"))
+    unmeasured.warn()
     most = int(videos["n_frames"].max()) if len(videos) else 0
     todo = variants(settings, most)
     work = out_dir / WORK
@@ -130,9 +169,12 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
         work.mkdir(parents=True, exist_ok=True)
         write_json(work / "key.json", {"key": key})
         full: BlendData | None = None
+        done: dict[tuple, Variant] = {}
         for kind, value in tqdm(todo, desc="ensemble protocols", unit="fit"):
             stem = f"{kind}-{value}"
-            if _done(work, stem):
+            kept = Variant.read(work, stem)
+            if kept is not None:
+                done[(kind, value)] = kept
                 continue
             if kind == "frames" and value:
                 data, _ = blend_data(videos, files, settings, interim, executor, frames=int(value))
@@ -142,21 +184,13 @@ def run_protocols(config: dict, interim: Path, features_dir: Path, out_dir: Path
                     full, _ = blend_data(videos, files, settings, interim, executor)
                 data, names = (full, backbones) if kind == "frames" else \
                     (without_backbone(full, str(value), backbones), [b for b in backbones if b != value])
-            table, info = fit_variant(settings, videos, data, names)
+            table, variant = fit_variant(settings, videos, data, names)
             with atomic_path(work / f"{stem}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
-            write_json(work / f"{stem}.json", info)       # last: the variant is done
-        return _assemble(todo, work, out_dir, fps, most)
-
-
-def _done(work: Path, stem: str) -> bool:
-    """A variant is done when its record reads as an object and its table is there (both are renamed into place
-    whole, the record last); anything else is fitted again."""
-    try:
-        return isinstance(json.loads((work / f"{stem}.json").read_text()), dict) and \
-            (work / f"{stem}.parquet").is_file()
-    except (ValueError, OSError, RecursionError):
-        return False
+                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            write_json(work / f"{stem}.json", variant.to_json(digest))       # last: the variant is done
+            done[(kind, value)] = variant
+        return _assemble(todo, done, work, out_dir, fps, most)
 
 
 def _read_key(work: Path) -> str | None:
@@ -166,26 +200,22 @@ def _read_key(work: Path) -> str | None:
         return None
 
 
-def _assemble(todo: list, work: Path, out_dir: Path, fps: dict[str, float | None], most: int) -> dict:
-    infos = {(kind, value): json.loads((work / f"{kind}-{value}.json").read_text()) for kind, value in todo}
-    budgets = [v for kind, v in todo if kind == "frames"]
+def _assemble(todo: list, infos: dict[tuple, Variant], work: Path, out_dir: Path, fps: dict[str, float | None],
+              most: int) -> dict:
+    """Write the two tables and ``protocols.json`` from the fitted variants, remove the work folder; returns the
+    record's content."""
+    budgets = tuple(v for kind, v in todo if kind == "frames")
     seconds = {}
     for k in budgets:
-        crops = infos[("frames", k)]["crops_per_video"]
-        seconds[str(k)] = None if any(f is None for f in fps.values()) else sum(crops[b] / fps[b] for b in crops)
-    report = {
-        "frame_budget": {"budgets": budgets, "most_frames": most,
-                         "chosen": {str(k): infos[("frames", k)]["chosen"] for k in budgets},
-                         "crops_per_video": {str(k): infos[("frames", k)]["crops_per_video"] for k in budgets},
-                         "frames_per_s": fps, "seconds_per_video": seconds,
-                         "learned": infos[("frames", 0)]["learned"]},
-        "ablation": None,
-    }
-    ablated = [v for kind, v in todo if kind == "without"]
-    if ablated:
-        report["ablation"] = {"backbones": ablated, "chosen": {FULL: infos[("frames", 0)]["chosen"],
-                                                             **{b: infos[("without", b)]["chosen"] for b in ablated}},
-                              "learned": infos[("frames", 0)]["learned"]}
+        crops = infos[("frames", k)].crops_per_video
+        seconds[k] = None if any(f is None for f in fps.values()) else sum(crops[b] / fps[b] for b in crops)
+    full = infos[("frames", 0)]
+    budget = FrameBudgetRecord(budgets, most, {k: infos[("frames", k)].chosen for k in budgets},
+                               {k: infos[("frames", k)].crops_per_video for k in budgets}, fps, seconds, full.learned)
+    ablated = tuple(v for kind, v in todo if kind == "without")
+    ablation = AblationRecord(ablated, {FULL: full.chosen, **{b: infos[("without", b)].chosen for b in ablated}},
+                              full.learned) if ablated else None
+    report = ProtocolsRecord(budget, ablation)
     with locked(out_dir.with_name(f"{out_dir.name}.fit")):      # never beside a fit that replaces the folder
         _write_long(work, [(f"frames-{k}", k) for k in budgets], "frames", out_dir / "frame_budget.parquet")
         target = out_dir / "ablation.parquet"
@@ -193,9 +223,9 @@ def _assemble(todo: list, work: Path, out_dir: Path, fps: dict[str, float | None
             _write_long(work, [("frames-0", FULL)] + [(f"without-{b}", b) for b in ablated], "without", target)
         elif target.exists():
             target.unlink()
-        write_json(out_dir / "protocols.json", report)
+        report.write(out_dir / PROTOCOLS_FILE)
     shutil.rmtree(work)
-    return report
+    return report.to_json()
 
 
 def _write_long(work: Path, stems: list[tuple[str, int | str]], column: str, target: Path) -> None:

@@ -1,15 +1,19 @@
 """The saved ensemble, ``models/<NAME>/ensemble/``: written by ``ensemble fit``, applied to new videos by
 ``evaluate predict``. Everything is JSON or LightGBM text, read back without pickle or code execution.
 
-Files: ``ensemble.json`` (backbones, rules, prior, PCA, best method), ``training_videos.json`` (the blend
-split's videos: ``data.training_videos``), then per learned method ``<a>_<b>.json``
-(the combiner's parameters and its calibrator) and, for LightGBM, ``<a>_<b>.txt`` (the trees). The plain mean
-(``blend_mean.json``) has only a calibrator.
+Files: ``ensemble.json`` (:class:`EnsembleMeta`: backbones, rules, prior, PCA, best method),
+``training_videos.json`` (the blend split's videos: ``data.training_videos``), then per method ``<a>_<b>.json``:
+the combiner's ``kind``, its parameters and its calibrator, and for LightGBM ``<a>_<b>.txt`` (the trees). Every
+combiner file names its kind, read back through one registry (:data:`READERS`): the learned combiners of
+``ensemble.stackers``, ``lightgbm``, ``average`` (of other saved methods), ``alias`` (the chosen method, another
+saved method under a second name) and ``plain_mean`` (``blend/mean``: nothing learned, only a calibrator).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -22,7 +26,7 @@ from data.training_videos import RECORD_FILE
 
 from .calibration import Calibrator
 from .rules import Rule
-from .stackers import KINDS, Average, LightGBMStack, LogisticStack, WeightedBlend
+from .stackers import KINDS, Alias, Average, LightGBMStack
 from .video_features import (
     fill_rules,
     has_frames,
@@ -32,6 +36,7 @@ from .video_features import (
 )
 
 META_FILE = "ensemble.json"
+PLAIN_MEAN_KIND = "plain_mean"   # the saved ``blend/mean``: the plain mean of the mean rules, calibrated
 
 
 def _refuse_constant(name: str):
@@ -43,7 +48,52 @@ def read_strict_json(path: Path):
     return json.loads(path.read_text(), parse_constant=_refuse_constant)
 
 
-def write_ensemble(folder: Path, saved: dict, meta: dict, record: dict | None = None) -> None:
+@dataclass(frozen=True)
+class EnsembleMeta:
+    """``ensemble.json``: what applying the saved combiners to new videos needs besides them."""
+
+    backbones: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    prior: float                       # the blend split's FAKE share: the prediction of a video without a face
+    pca: dict                          # {backbone: {"mean": (D,), "components": (k, D)} lists}; {} when off
+    best_method: str
+
+    def to_json(self) -> dict:
+        return {"rules": [r.label for r in self.rules], "backbones": list(self.backbones), "prior": self.prior,
+                "pca": self.pca, "best_method": self.best_method}
+
+    @classmethod
+    def read(cls, path: Path) -> EnsembleMeta:
+        """The checked record; anything else is one line naming the file."""
+        if not path.exists():
+            raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
+        try:
+            obj = read_strict_json(path)
+            backbones, prior = obj["backbones"], float(obj["prior"])
+            if not isinstance(backbones, list) or len(set(backbones)) != len(backbones) or \
+                    not all(isinstance(b, str) for b in backbones):
+                raise ValueError("backbones must be distinct names")
+            if not 0 <= prior <= 1:
+                raise ValueError(f"prior {prior} is not a probability")
+            for b, pca in obj["pca"].items():
+                center, components = np.asarray(pca["mean"], np.float64), np.asarray(pca["components"], np.float64)
+                if center.ndim != 1 or components.ndim != 2 or components.shape[1] != len(center):
+                    raise ValueError(f"PCA of {b} has shapes {center.shape} and {components.shape}")
+            if not isinstance(obj["best_method"], str):
+                raise ValueError(f"best_method {obj['best_method']!r} is not a method name")
+            return cls(tuple(backbones), tuple(Rule.parse(r, f"{path}: rules") for r in obj["rules"]), prior,
+                       obj["pca"], obj["best_method"])
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise DataError(f"{path}: not a saved ensemble ({type(e).__name__}: {e})") from None
+
+
+def combiner_json(model, calibrator: Calibrator) -> dict:
+    """The JSON of one saved method: its kind and parameters (``model`` None: the plain mean) and calibrator."""
+    return {**(model.to_json() if model is not None else {"kind": PLAIN_MEAN_KIND}),
+            "calibrator": calibrator.to_json()}
+
+
+def write_ensemble(folder: Path, saved: dict, meta: EnsembleMeta, record: dict | None = None) -> None:
     """Replace ``folder`` whole with ``saved`` ({method: (combiner or None, calibrator)}), ``meta`` and the record
     of the videos the combiners learned from (``data.training_videos``)."""
     with atomic_dir(folder) as tmp:
@@ -51,45 +101,69 @@ def write_ensemble(folder: Path, saved: dict, meta: dict, record: dict | None = 
             write_json(tmp / RECORD_FILE, record)
         for name, (model, calibrator) in saved.items():
             stem = name.replace("/", "_")
-            obj = {**(model.to_json() if model else {}), "calibrator": calibrator.to_json()}
+            obj = combiner_json(model, calibrator)
             if isinstance(model, LightGBMStack):
                 text = model.model_text()
                 write_text(tmp / f"{stem}.txt", text)
                 obj["text_sha256"] = hashlib.sha256(text.encode()).hexdigest()
             write_json(tmp / f"{stem}.json", obj)
-        write_json(tmp / META_FILE, meta)
+        write_json(tmp / META_FILE, meta.to_json())
+
+
+Reader = Callable[[dict, Path, tuple], tuple]
+
+
+def _own(read_model: Callable[[dict, Path], object]) -> Reader:
+    """A reader of a method saved whole in its own files: (its model, its calibrator)."""
+    return lambda obj, path, seen: (read_model(obj, path), Calibrator.from_json(obj["calibrator"]))
+
+
+def _others(obj: dict, path: Path, seen: tuple[str, ...], names: list) -> list[tuple]:
+    """The saved methods ``names`` that an alias or average refers to, loaded from the same folder."""
+    for name in names:
+        if not isinstance(name, str) or name.count("/") != 1 or name.replace("/", "_") in (*seen, path.stem):
+            raise ValueError(f"{obj['kind']} of {name!r}: not another saved method")
+    return [load_stacker(path.with_name(n.replace("/", "_")), (*seen, path.stem)) for n in names]
+
+
+def _alias(obj: dict, path: Path, seen: tuple[str, ...]) -> tuple:
+    return _others(obj, path, seen, [obj["method"]])[0]
+
+
+def _average(obj: dict, path: Path, seen: tuple[str, ...]) -> tuple:
+    names = list(obj["members"])
+    if obj["space"] not in ("probability", "logit"):
+        raise ValueError(f"average space {obj['space']!r}")
+    members = [m for m, _ in _others(obj, path, seen, names)]
+    return Average(members, obj["space"], names), Calibrator.from_json(obj["calibrator"])
+
+
+def _lightgbm(obj: dict, path: Path) -> LightGBMStack:
+    return LightGBMStack.from_text(_lightgbm_text(path.with_suffix(".txt"), obj), obj)
+
+
+# the "kind" of a saved method -> its reader: (the JSON, the file's path without suffix, the methods being
+# loaded that referred to it) -> (combiner or None, calibrator)
+READERS: dict[str, Reader] = {
+    **{kind: _own(lambda obj, path, cls=cls: cls.from_json(obj)) for kind, cls in KINDS.items()},
+    LightGBMStack.kind: _own(_lightgbm),
+    Average.kind: _average,
+    Alias.kind: _alias,
+    PLAIN_MEAN_KIND: _own(lambda obj, path: None),
+}
 
 
 def load_stacker(path: Path, _seen: tuple[str, ...] = ()):
-    """A saved combiner and its calibrator, read from JSON or LightGBM text: no pickle, no code execution.
-    The plain mean (``blend_mean``) has only a calibrator: the model is None. An average loads its members, and
-    an alias (the chosen method) the method it names, from the same folder."""
-    json_file, text_file = path.with_suffix(".json"), path.with_suffix(".txt")
+    """A saved method's combiner (None for the plain mean) and its calibrator, read from ``<path>.json`` (and
+    LightGBM text) through the reader of the kind it names: no pickle, no code execution. An average loads its
+    members, and an alias (the chosen method) the method it names, from the same folder."""
+    json_file = path.with_suffix(".json")
     try:
         obj = read_strict_json(json_file)
-        calibrator = Calibrator.from_json(obj["calibrator"])
-        kind = obj.get("kind")
-        if kind in ("alias", "average"):
-            names = [obj["method"]] if kind == "alias" else list(obj["members"])
-            for name in names:
-                if not isinstance(name, str) or name.count("/") != 1 or \
-                        name.replace("/", "_") in (*_seen, path.stem):
-                    raise ValueError(f"{kind} of {name!r}: not another saved method")
-            loaded = [load_stacker(path.with_name(n.replace("/", "_")), (*_seen, path.stem)) for n in names]
-            if kind == "alias":
-                return loaded[0]
-            if obj["space"] not in ("probability", "logit"):
-                raise ValueError(f"average space {obj['space']!r}")
-            return Average([m for m, _ in loaded], obj["space"], names), calibrator
-        if text_file.exists():
-            return LightGBMStack.from_text(_lightgbm_text(text_file, obj), obj), calibrator
-        if kind in KINDS:
-            return KINDS[kind].from_json(obj), calibrator
-        if "weights" in obj:                 # saved before combiners named their kind
-            return WeightedBlend.from_json(obj), calibrator
-        if "coef" in obj:
-            return LogisticStack.from_json(obj), calibrator
-        return None, calibrator
+        kind = obj["kind"]
+        if kind not in READERS:
+            raise ValueError(f"unknown kind {kind!r} (known: {', '.join(READERS)})")
+        return READERS[kind](obj, path, _seen)
     except DataError:
         raise
     except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as e:   # JSONDecodeError included
@@ -99,10 +173,9 @@ def load_stacker(path: Path, _seen: tuple[str, ...] = ()):
 
 def _lightgbm_text(path: Path, obj: dict) -> str:
     """The trees, checked before LightGBM parses them: LightGBM's parser can crash the process on a truncated
-    model, so the text must match the hash saved beside it (or, without one, hold LightGBM's end markers)."""
+    model, so the text must match the hash saved beside it and hold LightGBM's end markers."""
     text = path.read_text()
-    digest = obj.get("text_sha256")
-    if digest is not None and hashlib.sha256(text.encode()).hexdigest() != digest:
+    if hashlib.sha256(text.encode()).hexdigest() != obj["text_sha256"]:
         raise ValueError(f"{path.name} does not match the hash saved with it (damaged or replaced)")
     if "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
         raise ValueError(f"{path.name} is not a whole LightGBM model text")
@@ -113,24 +186,9 @@ class SavedEnsemble:
     """The combiners ``ensemble fit`` saved in ``models/<NAME>/ensemble/``, applied to new videos' features."""
 
     def __init__(self, folder: Path):
-        path = folder / META_FILE
-        if not path.exists():
-            raise DataError(f"{path}: not found; run 'make ensemble' (python -m ensemble fit) first")
-        try:
-            meta = read_strict_json(path)
-            self.backbones, self.prior = list(meta["backbones"]), float(meta["prior"])
-            self.rules = [Rule.parse(r, f"{path}: rules") for r in meta["rules"]]
-            self.pcas, self.best_method = meta["pca"], meta["best_method"]
-            if len(set(self.backbones)) != len(self.backbones) or not all(isinstance(b, str) for b in self.backbones):
-                raise ValueError("backbones must be distinct names")
-            if not 0 <= self.prior <= 1:
-                raise ValueError(f"prior {self.prior} is not a probability")
-            for b, pca in self.pcas.items():
-                center, components = np.asarray(pca["mean"], np.float64), np.asarray(pca["components"], np.float64)
-                if center.ndim != 1 or components.ndim != 2 or components.shape[1] != len(center):
-                    raise ValueError(f"PCA of {b} has shapes {center.shape} and {components.shape}")
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-            raise DataError(f"{path}: not a saved ensemble ({type(e).__name__}: {e})") from None
+        self.meta = EnsembleMeta.read(folder / META_FILE)
+        self.backbones, self.rules = list(self.meta.backbones), list(self.meta.rules)
+        self.prior, self.pcas, self.best_method = self.meta.prior, self.meta.pca, self.meta.best_method
         self.folder = folder
 
     def methods(self) -> list[str]:

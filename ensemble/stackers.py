@@ -391,10 +391,13 @@ class LightGBMStack(Combiner):
     probability columns (e.g. every ``<backbone>/<rule>``). When given, a linear stack on them (``base``:
     "logistic" or "weighted") is fitted first and LightGBM starts from its logit (``init_score``), so the trees
     only model what the linear stack misses; with no useful split the early-stopped booster keeps the base.
-    ``monotone_columns``: P(FAKE) may only rise with each of these. ``fit`` early-stops on ``valid`` when given;
-    otherwise it trains ``n_rounds`` rounds (default ``params["n_estimators"]``).
+    ``monotone_columns``: P(FAKE) may only rise with each of these. ``fit`` early-stops on ``X_val``, ``y_val``
+    when given (as scikit-learn's ``HistGradientBoostingClassifier.fit`` takes them: keyword-only); otherwise it
+    trains ``n_rounds`` rounds (default ``params["n_estimators"]``).
     Fitted: ``base_`` (the linear stack or None), ``booster_``, ``best_iteration_``.
     """
+
+    kind = "lightgbm"
 
     def __init__(self, columns: list[str], params: dict, seed: int = 0, base_columns: list[str] | None = None,
                  base: str = "logistic", base_c: float = 0.1, monotone_columns: list[str] | None = None,
@@ -416,8 +419,10 @@ class LightGBMStack(Combiner):
     def _init(self, X: pd.DataFrame) -> np.ndarray | None:
         return None if self.base_ is None else logit(self.base_.predict_proba(X)[:, 1])
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray] | None = None,
-            groups: np.ndarray | None = None) -> LightGBMStack:
+    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None, *,
+            X_val: pd.DataFrame | None = None, y_val: np.ndarray | None = None) -> LightGBMStack:
+        """Fit on ``X`` (n rows), ``y`` (n,); ``groups`` is accepted like the other combiners' and unused (the
+        base stack takes a fixed C). ``X_val`` (m rows), ``y_val`` (m,): the rows to early-stop on."""
         self.base_ = None
         if self.base_columns:
             self.base_ = (LogisticStack(self.base_columns, self.base_c) if self.base == "logistic"
@@ -425,8 +430,8 @@ class LightGBMStack(Combiner):
         train = lgb.Dataset(self._matrix(X), y, init_score=self._init(X), feature_name=_safe_names(self.columns),
                             free_raw_data=False)
         callbacks, sets = [], []
-        if valid is not None:
-            sets = [lgb.Dataset(self._matrix(valid[0]), valid[1], init_score=self._init(valid[0]), reference=train)]
+        if X_val is not None:
+            sets = [lgb.Dataset(self._matrix(X_val), y_val, init_score=self._init(X_val), reference=train)]
             callbacks = [lgb.early_stopping(self.params["early_stopping_rounds"], verbose=False)]
         rounds = self.params["n_estimators"] if self.n_rounds is None else self.n_rounds
         self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=rounds, valid_sets=sets,
@@ -446,17 +451,20 @@ class LightGBMStack(Combiner):
 
     def to_json(self) -> dict:
         """Everything but the trees (saved as LightGBM text by ``model_text``)."""
-        return {"kind": "lightgbm", "columns": list(self.columns), "best_iteration": self.best_iteration_,
+        return {"kind": self.kind, "columns": list(self.columns), "best_iteration": self.best_iteration_,
                 "base": None if self.base_ is None else self.base_.to_json()}
 
     @classmethod
     def from_text(cls, text: str, obj: dict) -> LightGBMStack:
         model = cls(obj["columns"], {})
         model.booster_ = lgb.Booster(model_str=text)
-        model.best_iteration_ = obj.get("best_iteration")
+        model.best_iteration_ = obj["best_iteration"]
         model.base_ = None
-        if obj.get("base"):
-            model.base_ = (WeightedBlend if "weights" in obj["base"] else LogisticStack).from_json(obj["base"])
+        if obj["base"] is not None:
+            kind = obj["base"]["kind"]
+            if kind not in (WeightedBlend.kind, LogisticStack.kind):
+                raise ValueError(f"base stack of kind {kind!r}, expected {WeightedBlend.kind} or {LogisticStack.kind}")
+            model.base_ = KINDS[kind].from_json(obj["base"])
             model.base_columns = model.base_.columns
         model._fitted(None)
         return model

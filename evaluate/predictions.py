@@ -2,14 +2,14 @@
 checked before any report or submission is written from them."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 from pandas.api import types
 
 from common.errors import DataError, row_error
-from common.schema import INTEGER, LABEL, PROBABILITY, TEXT, check_table, read_json_object, read_parquet
+from common.schema import INTEGER, LABEL, PROBABILITY, TEXT, check_table, read_parquet
+from ensemble.records import FIT_FILE, FitRecord
 
 REQUIRED = {"video": TEXT, "split": TEXT, "label": LABEL, "family": TEXT}
 HINT = "run 'make ensemble' (python -m ensemble fit) first"
@@ -20,8 +20,8 @@ def method_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if "/" in c]
 
 
-def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], dict]:
-    """(the table, its method columns, ``fit.json`` or {}). One row per video; every method value must be a
+def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], FitRecord | None]:
+    """(the table, its method columns, ``fit.json`` or None). One row per video; every method value must be a
     probability: a NaN, an infinity or a value outside [0, 1] is a one-line error naming the file, the row and
     the video."""
     path = folder / "videos.parquet"
@@ -38,12 +38,8 @@ def load_predictions(folder: Path) -> tuple[pd.DataFrame, list[str], dict]:
                                                                     "file name")
     if "manipulation" in table and types.infer_dtype(table["manipulation"], skipna=True) not in ("string", "empty"):
         raise DataError(f"{path}: column 'manipulation' must hold text or nothing in every row")
-    fit = read_json_object(folder / "fit.json") if (folder / "fit.json").exists() else {}
-    prior = fit.get("prior")
-    if prior is not None and not (isinstance(prior, (int, float)) and not isinstance(prior, bool)
-                                  and math.isfinite(prior) and 0 <= prior <= 1):
-        raise DataError(f"{folder / 'fit.json'}: prior = {prior!r}, expected a probability in [0, 1]")
-    if fit.get("best_method") is not None and fit["best_method"] not in methods:
-        raise DataError(f"{folder / 'fit.json'}: best_method = {fit['best_method']!r} is not a method column of "
+    fit = FitRecord.read(folder / FIT_FILE) if (folder / FIT_FILE).exists() else None
+    if fit is not None and fit.best_method not in methods:
+        raise DataError(f"{folder / FIT_FILE}: best_method = {fit.best_method!r} is not a method column of "
                         f"{path.name}")
     return table, methods, fit

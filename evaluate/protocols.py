@@ -24,6 +24,7 @@ Only the labelled test split is scored; everything compared was fitted and chose
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,24 @@ import pandas as pd
 
 from common.atomic import atomic_path
 from common.errors import DataError
+from common.problems import Problems
 from common.schema import (
     INTEGER,
     LABEL,
     PROBABILITY,
     TEXT,
     check_table,
-    read_json_object,
     read_parquet,
+)
+from ensemble.records import (
+    CHOSEN,
+    FULL,
+    PLAIN_MEAN,
+    PROTOCOLS_FILE,
+    PROTOCOLS_HINT,
+    AblationRecord,
+    FrameBudgetRecord,
+    ProtocolsRecord,
 )
 
 from . import figures
@@ -50,10 +61,7 @@ from .metrics import (
     roc_auc,
 )
 
-CHOSEN = "stack/chosen"
-REFERENCE = "blend/mean"
-FULL = "none"              # the ``without`` value of the full ensemble
-HINT = "run 'python -m ensemble protocols' (make report) first"
+HINT = PROTOCOLS_HINT
 META = {"video": TEXT, "split": TEXT, "label": LABEL, "family": TEXT}
 
 
@@ -72,55 +80,6 @@ def _load(folder: Path, name: str, column: str, kind: str, methods: list[str], e
     check_table(path, table, {column: kind, **META, **{m: PROBABILITY for m in methods}}, key=[column, "video"],
                 what=f"{name} table")
     return table
-
-
-def _names(value, path: Path, key: str) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise DataError(f"{path}: {key} = {value!r}, expected a non-empty list of method names")
-    return value
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _record(info: dict, path: Path) -> None:
-    """The parts of ``protocols.json`` the sections read, checked: a damaged record is one line naming the key."""
-    def bad(key: str, value, expected: str) -> DataError:
-        return DataError(f"{path}: {key} = {value!r}, expected {expected}; {HINT}")
-
-    budget = info["frame_budget"]
-    budgets = budget.get("budgets")
-    if not isinstance(budgets, list) or 0 not in budgets or len(set(budgets)) != len(budgets) or \
-            not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in budgets):
-        raise bad("frame_budget.budgets", budgets, "a list of distinct frame counts >= 0 with 0 (every crop)")
-    most = budget.get("most_frames")
-    if not isinstance(most, int) or isinstance(most, bool) or most < 0:
-        raise bad("frame_budget.most_frames", most, "an integer >= 0")
-    fps = budget.get("frames_per_s")
-    if not isinstance(fps, dict) or not all(v is None or _number(v) for v in fps.values()):
-        raise bad("frame_budget.frames_per_s", fps, "an object of frames/s (or null) per backbone")
-    for key, ok, expected in (("chosen", lambda v: isinstance(v, str) and v, "a method name"),
-                              ("seconds_per_video", lambda v: v is None or _number(v), "a number or null"),
-                              ("crops_per_video", lambda v: isinstance(v, dict) and all(_number(c) for c in v.values()),
-                               "an object of crops per backbone")):
-        table = budget.get(key)
-        if not isinstance(table, dict):
-            raise bad(f"frame_budget.{key}", table, "an object with an entry per budget")
-        for k in budgets:
-            if not ok(table.get(str(k))):
-                raise bad(f"frame_budget.{key}.{k}", table.get(str(k)), expected)
-    ablation = info.get("ablation")
-    if ablation is not None and not isinstance(ablation, dict):
-        raise bad("ablation", ablation, "an object, or null without an ablation")
-    if isinstance(ablation, dict):
-        backbones = ablation.get("backbones")
-        if not isinstance(backbones, list) or not backbones or FULL in backbones or \
-                len(set(backbones)) != len(backbones) or not all(isinstance(b, str) and b for b in backbones):
-            raise bad("ablation.backbones", backbones, "a non-empty list of distinct backbone names")
-        chosen = ablation.get("chosen")
-        if not isinstance(chosen, dict) or not all(isinstance(chosen.get(b), str) for b in [FULL] + backbones):
-            raise bad("ablation.chosen", chosen, f"an object naming the chosen method for {FULL} and each backbone")
 
 
 def _values(table: pd.DataFrame, column: str, listed: list, path: Path) -> None:
@@ -175,29 +134,27 @@ def _paired_variants(table: pd.DataFrame, column: str, reference, path: Path, n_
     return full, y, groups, grouped_bootstrap_indices(groups, n_boot, seed), parts
 
 
-def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
+def frame_budget(folder: Path, budget: FrameBudgetRecord, n_boot: int, seed: int) -> pd.DataFrame:
     """The rows of ``frame_budget.csv`` (see the module docstring)."""
-    path = folder / "protocols.json"
-    budget = info["frame_budget"]
-    learned = _names(budget.get("learned"), path, "frame_budget.learned")
-    table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [REFERENCE], every_method=True)
-    _values(table, "frames", budget["budgets"], folder / "frame_budget.parquet")
+    learned = list(budget.learned)
+    table = _load(folder, "frame_budget.parquet", "frames", INTEGER, learned + [PLAIN_MEAN], every_method=True)
+    _values(table, "frames", list(budget.budgets), folder / "frame_budget.parquet")
     budgets = sorted(table["frames"].unique().tolist(), key=lambda k: (k == 0, k))
-    backbones = list(budget["frames_per_s"])
+    backbones = list(budget.frames_per_s)
     rules = best_rules(table[table["frames"] == 0], backbones)
-    roles = {CHOSEN: "submitted", REFERENCE: "reference", **{m: "best rule" for m in rules},
+    roles = {CHOSEN: "submitted", PLAIN_MEAN: "reference", **{m: "best rule" for m in rules},
              **{m: "combiner" for m in learned if m != CHOSEN}}
     full, y, groups, indices, parts = _paired_variants(table, "frames", 0, folder / "frame_budget.parquet", n_boot,
                                                        seed)
     rows = []
     for k in budgets:
-        part, crops, seconds = parts[k], budget["crops_per_video"][str(k)], budget["seconds_per_video"][str(k)]
+        part, crops, seconds = parts[k], budget.crops_per_video[k], budget.seconds_per_video[k]
         for method, role in roles.items():
             p = part[method].to_numpy(np.float64)
             gap = paired_bootstrap(y, p, full[method].to_numpy(np.float64), groups, log_loss, indices=indices)
-            rows.append({"frames": int(k) if k else budget["most_frames"], "all_frames": k == 0,
+            rows.append({"frames": int(k) if k else budget.most_frames, "all_frames": k == 0,
                          "method": method, "role": role,
-                         "chosen_method": budget["chosen"][str(k)] if method == CHOSEN else "",
+                         "chosen_method": budget.chosen[k] if method == CHOSEN else "",
                          "n_videos": len(part),
                          "crops_per_video": float(np.mean(list(crops.values()))) if crops else math.nan,
                          "cnn_seconds_per_video": math.nan if seconds is None else float(seconds),
@@ -206,13 +163,12 @@ def frame_budget(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def ablation(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
+def ablation(folder: Path, record: AblationRecord, n_boot: int, seed: int) -> pd.DataFrame:
     """The rows of ``ablation.csv`` (see the module docstring)."""
-    path = folder / "protocols.json"
-    learned = _names(info["ablation"].get("learned"), path, "ablation.learned")
+    learned = list(record.learned)
     table = _load(folder, "ablation.parquet", "without", TEXT, learned)
-    _values(table, "without", [FULL] + info["ablation"]["backbones"], folder / "ablation.parquet")
-    chosen = info["ablation"]["chosen"]
+    _values(table, "without", [FULL, *record.backbones], folder / "ablation.parquet")
+    chosen = record.chosen
     full, y, groups, indices, parts = _paired_variants(table, "without", FULL, folder / "ablation.parquet", n_boot,
                                                        seed)
     rows = []
@@ -233,19 +189,24 @@ def ablation(folder: Path, info: dict, n_boot: int, seed: int) -> pd.DataFrame:
 def protocol_sections(folder: Path, out: Path, n_boot: int, seed: int) -> list[str]:
     """Write ``frame_budget.csv``, ``ablation.csv`` and their figures to ``out``; the report's sections (no
     lines when ``ensemble protocols`` has not run)."""
-    path = folder / "protocols.json"
+    path = folder / PROTOCOLS_FILE
     if not path.exists():
+        print(f"warning: {path}: not found, so the report has no frame-budget or ablation section; "
+              f"{HINT}", file=sys.stderr)
         _remove(out, "frame_budget.csv", "frame_budget.png", "ablation.csv", "ablation.png")
         return []
-    info = read_json_object(path, HINT)
-    if not isinstance(info.get("frame_budget"), dict):
-        raise DataError(f"{path}: not a protocols record (no frame_budget object); {HINT}")
-    _record(info, path)
-    budget = frame_budget(folder, info, n_boot, seed)
+    info = ProtocolsRecord.read(path)
+    unmeasured = Problems()
+    for b, fps in info.frame_budget.frames_per_s.items():
+        if fps is None:
+            unmeasured.add(f"backbones without a measured frames/s in {path} (the CNN cost is left empty; "
+                           "'python -m extract features' measures it)", b)
+    unmeasured.warn()
+    budget = frame_budget(folder, info.frame_budget, n_boot, seed)
     # both tables are read and checked before either is written: a bad ablation leaves no new frame_budget.csv
-    table = ablation(folder, info, n_boot, seed) if isinstance(info.get("ablation"), dict) else None
+    table = ablation(folder, info.ablation, n_boot, seed) if info.ablation is not None else None
     _write_csv(budget, out / "frame_budget.csv")
-    lines = _budget_text(budget, info["frame_budget"], figures.frame_budget(budget, out / "frame_budget.png"))
+    lines = _budget_text(budget, figures.frame_budget(budget, out / "frame_budget.png"))
     if table is not None:
         _write_csv(table, out / "ablation.csv")
         lines += _ablation_text(table, figures.ablation(table, out / "ablation.png"))
@@ -265,7 +226,7 @@ def _write_csv(table: pd.DataFrame, target: Path) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _budget_text(table: pd.DataFrame, info: dict, figure: str) -> list[str]:
+def _budget_text(table: pd.DataFrame, figure: str) -> list[str]:
     sub = table[table["role"] == "submitted"]
     lines = ["## Frame budget (test split)", "",
              ("How many frames per video does the ensemble need? At each budget every video keeps that many of its "

@@ -184,18 +184,17 @@ def _write_report(settings, table: pd.DataFrame, methods: list[str], fit: dict, 
         boards[key], paired[key] = board, best_against_runner_up(part, board, n_boot, seed)
         jsons[key] = metrics_json(name, key, part, board)
         figs = figures.draw_all(part, board, methods, out, key, top, bins)
-        sections += part_section(key, part, board, paired[key], figs, fit.get("prior"))
+        sections += part_section(key, part, board, paired[key], figs, fit.prior if fit else None)
 
-    chosen = fit.get("best_method")
-    nested = fit.get("chosen")
-    if isinstance(nested, dict) and isinstance(nested.get("method"), str) and all(
-            isinstance(nested.get(k), (int, float)) for k in ("nested_oof_log_loss", "oof_log_loss")):
-        chosen_text = (f" The method chosen that way is **`{nested['method']}`**, submitted as `{chosen}`. On the "
+    chosen = fit.best_method if fit else None
+    nested = fit.chosen if fit else None
+    if nested is not None and nested.nested_oof_log_loss is not None:
+        chosen_text = (f" The method chosen that way is **`{nested.method}`**, submitted as `{chosen}`. On the "
                        "blend "
                        f"split, `{chosen}` holds the *nested* OOF predictions of the whole choice (every combiner "
                        "fitted, chosen and calibrated on the other folds only): log-loss "
-                       f"{nested['nested_oof_log_loss']:.4f}, against {nested['oof_log_loss']:.4f} for "
-                       f"`{nested['method']}`'s own OOF figure. The other blend-split rows are each method's own "
+                       f"{nested.nested_oof_log_loss:.4f}, against {nested.oof_log_loss:.4f} for "
+                       f"`{nested.method}`'s own OOF figure. The other blend-split rows are each method's own "
                        "OOF figures: honest for one method, but their minimum is optimistic (it was chosen on them). "
                        "`blend/mean` and `blend/rank_mean` are references, never chosen.")
     else:

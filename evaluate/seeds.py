@@ -41,7 +41,7 @@ def run_seeds(runs: list[Path], out: Path, n_boot: int, seed: int) -> dict:
     loaded = [(path, *load_predictions(path)) for path in runs]
     first_path, first = loaded[0][0], loaded[0][1]
     for path, table, _, fit in loaded:
-        if not fit.get("best_method"):
+        if fit is None:
             raise DataError(f"{path}/fit.json: not found or without best_method; run 'make ensemble' for this seed")
         same = table[["video", "split"]].reset_index(drop=True).equals(first[["video", "split"]].reset_index(drop=True))
         if not same:
@@ -61,11 +61,10 @@ def run_seeds(runs: list[Path], out: Path, n_boot: int, seed: int) -> dict:
             raise DataError(f"{path}/videos.parquet: no <backbone>/<rule> column to compare with")
         yb = blend["label"].to_numpy(np.float64)
         single = min(singles, key=lambda m: log_loss(yb, blend[m].to_numpy(np.float64)))
-        submitted = fit["best_method"]
+        submitted = fit.best_method
         gap = paired_bootstrap(y, test[submitted].to_numpy(np.float64), test[single].to_numpy(np.float64),
                                test["family"].to_numpy(), log_loss, n_boot=n_boot, seed=seed)
-        chosen = fit.get("chosen") if isinstance(fit.get("chosen"), dict) else {}
-        per_run.append({"predictions": str(path), "submitted": submitted, "chosen_method": chosen.get("method"),
+        per_run.append({"predictions": str(path), "submitted": submitted, "chosen_method": fit.chosen.method,
                         "submitted_test_log_loss": log_loss(y, test[submitted].to_numpy(np.float64)),
                         "best_single": single, "best_single_test_log_loss": log_loss(y, test[single].to_numpy()),
                         "difference": gap["diff"], "difference_ci": gap["ci"],

@@ -38,7 +38,7 @@ def write_submission(config: dict, predictions: Path, out: Path, method: str | N
     out = output_file(out)
     eps = load_settings(config).submission_eps
     table, methods, fit = load_predictions(predictions)
-    method = method or fit.get("best_method")
+    method = method or (fit.best_method if fit else None)
     if method is None:
         raise DataError(f"{predictions}/fit.json: not found or without best_method; run 'make ensemble', "
                         "or name the method with --method")

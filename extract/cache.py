@@ -48,6 +48,50 @@ def feature_table(video, frame, face, score, embedding: np.ndarray, key: str, di
     return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
+MANIFEST_FILE = "manifest.json"
+MAX_CHUNKS = 10_000_000
+
+
+@dataclass(frozen=True)
+class ChunkManifest:
+    """``<backbone>.chunks/manifest.json``: the run key every chunk of the folder is written with and how many
+    chunks make the whole file, written before the first chunk; the folder is merged (and removed) when complete."""
+
+    key: str
+    chunks: int                   # in [1, MAX_CHUNKS]
+    backbone: str
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "chunks": self.chunks, "backbone": self.backbone}
+
+    @classmethod
+    def from_json(cls, obj, path: Path) -> ChunkManifest:
+        """The checked manifest; anything else is one line naming the file and the entry."""
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: not a chunk manifest (a JSON object), got {type(obj).__name__}")
+        chunks = obj.get("chunks")
+        for name, ok, expected in (("key", isinstance(obj.get("key"), str) and obj.get("key"), "a non-empty text"),
+                                   ("chunks", isinstance(chunks, int) and not isinstance(chunks, bool)
+                                    and 1 <= chunks <= MAX_CHUNKS, f"an integer in [1, {MAX_CHUNKS}]"),
+                                   ("backbone", isinstance(obj.get("backbone"), str) and obj.get("backbone"),
+                                    "a non-empty text")):
+            if not ok:
+                raise DataError(f"{path}: not a chunk manifest: {name} = {obj.get(name)!r}, expected {expected}")
+        return cls(obj["key"], chunks, obj["backbone"])
+
+    @classmethod
+    def read(cls, path: Path) -> ChunkManifest:
+        try:
+            obj = json.loads(Path(path).read_text())
+        except (ValueError, OSError, RecursionError) as e:
+            raise DataError(f"{path}: not a readable chunk manifest ({type(e).__name__}: {str(e)[:160]})") from None
+        return cls.from_json(obj, path)
+
+    def write(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json()))
+
+
 def write_table(table: pa.Table, target: Path) -> None:
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)

@@ -30,14 +30,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from common.atomic import atomic_path, write_json
+from common.atomic import write_json
 from common.errors import DataError
 from common.executor import Executor, ExecutorSpec
 from common.tensorflow_setup import Runtime, keras, setup, tf  # noqa: F401  (TensorFlow without its banner)
 from data.tables import load_tables
 
 from .backbones import feature_model, get_backbone, load_classifier
-from .cache import check_features, feature_table, file_key, write_table, write_tables
+from .cache import (
+    MANIFEST_FILE,
+    ChunkManifest,
+    check_features,
+    feature_table,
+    file_key,
+    write_table,
+    write_tables,
+)
 from .pipeline import chunked_dataset
 from .runtime import infer, with_policy
 from .settings import BackboneSpec, ExtractSettings
@@ -343,13 +351,12 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     # every worker loads the model now, side by side; a damaged model stops here, before any chunk state
     _tasks(ex, load_model, [model] * ex.workers, f"{spec.name} model")
     chunk_dir = out_dir / f"{spec.name}.chunks"
-    manifest = chunk_dir / "manifest.json"
-    if chunk_dir.exists() and (not manifest.exists() or _manifest(manifest).get("key") != key):
+    manifest = chunk_dir / MANIFEST_FILE
+    if chunk_dir.exists() and _manifest_key(manifest) != key:
         shutil.rmtree(chunk_dir)
     chunk_dir.mkdir(parents=True, exist_ok=True)
     bounds = chunk_bounds(rows, videos, settings.chunk_videos)
-    with atomic_path(manifest) as tmp:
-        tmp.write_text(json.dumps({"key": key, "chunks": len(bounds), "backbone": spec.name}))
+    ChunkManifest(key, len(bounds), spec.name).write(manifest)
 
     mine = [b for b in bounds if shard.takes(b[0])]
     todo = [b for b in mine if not chunk_complete(chunk_path(chunk_dir, b[0]), key)]
@@ -375,30 +382,24 @@ def extract_backbone(spec: BackboneSpec, settings: ExtractSettings, interim: Pat
     return merge_chunks(spec.name, out_dir, key)
 
 
-MAX_CHUNKS = 10_000_000
-
-
-def _manifest(path: Path) -> dict:
-    """A chunk folder's manifest; an unreadable one reads as {} (it is rewritten, or refused by merge)."""
+def _manifest_key(path: Path) -> str | None:
+    """The run key of a chunk folder's manifest; None when it is missing or damaged (the folder is started
+    again)."""
     try:
-        info = json.loads(path.read_text())
-    except (ValueError, OSError, RecursionError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        return ChunkManifest.read(path).key if path.exists() else None
+    except DataError:
+        return None
 
 
 def merge_chunks(name: str, out_dir: Path, key: str | None = None) -> Path:
     """Join ``<name>.chunks/chunk-*.parquet`` into ``<name>.parquet``; every chunk must be there, from one run key."""
     chunk_dir = out_dir / f"{name}.chunks"
-    manifest = chunk_dir / "manifest.json"
+    manifest = chunk_dir / MANIFEST_FILE
     if not manifest.exists():
         raise DataError(f"{chunk_dir}: no chunks to merge; run 'python -m extract features' first")
-    info = _manifest(manifest)
-    if not isinstance(info.get("key"), str) or not isinstance(info.get("chunks"), int) or \
-            isinstance(info.get("chunks"), bool) or not 1 <= info["chunks"] <= MAX_CHUNKS:
-        raise DataError(f"{manifest}: not a chunk manifest (needs a text 'key' and 'chunks' in [1, {MAX_CHUNKS}])")
-    key = key or info["key"]
-    files = [chunk_dir / f"chunk-{k:05d}.parquet" for k in range(info["chunks"])]
+    info = ChunkManifest.read(manifest)
+    key = key or info.key
+    files = [chunk_dir / f"chunk-{k:05d}.parquet" for k in range(info.chunks)]
     missing = [f.name for f in files if not f.exists()]
     if missing:
         raise DataError(f"{chunk_dir}: {len(missing)} of {len(files)} chunks missing (e.g. {missing[0]}); "

@@ -5,7 +5,6 @@ import contextlib
 import hashlib
 import importlib
 import io
-import json
 import os
 import signal
 import subprocess
@@ -127,7 +126,9 @@ def kill_when_chunks(cmd: list[str], chunks: Path, count: int = 2, timeout: floa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = sorted(chunks.glob("chunk-*.parquet"))
-    total = json.loads((chunks / "manifest.json").read_text())["chunks"]
+    from extract.cache import MANIFEST_FILE, ChunkManifest
+
+    total = ChunkManifest.read(chunks / MANIFEST_FILE).chunks
     assert count <= len(done) < total, "the run should have been killed part-way"
     return done, total
 

@@ -15,7 +15,7 @@ from conftest import run_cli, write_video
 from data.metadata import read_metadata_csv, read_metadata_json
 from extract.cache import feature_table
 from test_ensemble import BACKBONES, make_inputs
-from test_evaluate import predictions_table
+from test_evaluate import predictions_table, toy_fit
 
 BOM = b"\xef\xbb\xbf"
 
@@ -300,7 +300,7 @@ def test_report_checks_every_column_it_reads_before_writing(tmp_path):
              (table, {"prior": "high"}, "prior = 'high'")]
     for damaged, fit, words in cases:
         damaged.to_parquet(folder / "videos.parquet", index=False)
-        (folder / "fit.json").write_text(json.dumps(fit or {"best_method": "blend/mean", "prior": 0.75}))
+        (folder / "fit.json").write_text(json.dumps(fit) if fit else toy_fit("blend/mean"))
         res = run_cli("evaluate", "report", "--name", "toy", "--predictions", str(tmp_path / "data/predictions"),
                       "--out", str(tmp_path / "reports"))
         one_line_error(res, words)

@@ -163,8 +163,15 @@ def predictions_table(tmp_path, unlabelled: int = 0):
     folder = tmp_path / "data/predictions/toy"
     folder.mkdir(parents=True)
     table.to_parquet(folder / "videos.parquet", index=False)
-    (folder / "fit.json").write_text(json.dumps({"best_method": "blend/mean", "prior": 0.75}))
+    (folder / "fit.json").write_text(toy_fit("blend/mean"))
     return table
+
+
+def toy_fit(best: str) -> str:
+    """``fit.json`` of a predictions table made here, submitting ``best``."""
+    from ensemble.records import Choice, FitRecord
+
+    return json.dumps(FitRecord(0.75, {}, best, Choice(best, 0.5)).to_json())
 
 
 def test_report_writes_the_schema_sorted_leaderboard_and_figures(tmp_path):
@@ -261,7 +268,7 @@ def test_seeds_report_the_spread_and_the_submitted_method_against_the_best_singl
         table["stack/good"] = 1 / (1 + np.exp(-(np.log(table["stack/good"] / (1 - table["stack/good"])) + noise)))
         table.to_parquet(root / "data/predictions/toy/videos.parquet", index=False)
         best = "other/max" if k == 2 else "stack/good"
-        (root / "data/predictions/toy/fit.json").write_text(json.dumps({"best_method": best, "prior": 0.75}))
+        (root / "data/predictions/toy/fit.json").write_text(toy_fit(best))
         runs.append(str(root / "data/predictions"))
     res = run_cli("evaluate", "seeds", "--name", "toy", "--runs", *runs, "--out", str(tmp_path / "reports"))
     assert res.returncode == 0, res.stderr

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, kill_when_chunks, run_cli
+from extract.cache import MANIFEST_FILE, ChunkManifest
 
 TINY = str(Path(__file__).parent / "configs" / "tiny_extract.toml")
 
@@ -259,11 +260,11 @@ def test_merge_refuses_chunks_from_another_run_and_bad_shards(workspace, tmp_pat
     res = features_cli("--shard", "1/2", root=workspace, out=out)
     assert res.returncode == 0, res.stderr
     chunks = out / "synthetic/smallcnn.chunks"
-    manifest = json.loads((chunks / "manifest.json").read_text())
+    manifest = ChunkManifest.read(chunks / MANIFEST_FILE)
     stale = pq.read_table(chunks / "chunk-00000.parquet")
     pq.write_table(stale.replace_schema_metadata({b"deepfake_ensemble": b'{"key": "other"}'}),
                    chunks / "chunk-00000.parquet")
-    for k in range(manifest["chunks"]):
+    for k in range(manifest.chunks):
         target = chunks / f"chunk-{k:05d}.parquet"
         if not target.exists():
             shutil.copy(chunks / "chunk-00002.parquet", target)

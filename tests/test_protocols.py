@@ -255,7 +255,7 @@ def test_sections_this_run_lacks_leave_no_earlier_files(run, tmp_path):
     assert protocol_sections(pred, out, 20, 0) == [] and not list(out.iterdir())
 
 
-def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
+def test_a_damaged_or_truncated_variant_is_fitted_again(run, tmp_path, monkeypatch):
     root = run[0]
     work = tmp_path / "w"
     for folder in ("interim", "features"):
@@ -266,15 +266,22 @@ def test_a_tampered_variant_is_fitted_again(run, tmp_path, monkeypatch):
     config["ensemble"]["protocols"]["ablation"] = False
     run_protocols(config, work / "interim", work / "features", work / "pred")
     expected = pd.read_parquet(work / "pred/frame_budget.parquet")
+    protocols_json = (work / "pred/protocols.json").read_text()
     state = work / "pred/.protocols"
     # leave the work folder behind, then damage it: a record without its table, a record that is not JSON
     monkeypatch.setattr(protocols, "_assemble", lambda *args: {})
     run_protocols(config, work / "interim", work / "features", work / "pred")
     monkeypatch.undo()
-    (state / "frames-1.parquet").unlink()
+    # a table truncated by a killed write (the record beside it is whole), and a record that is not JSON
+    table = (state / "frames-1.parquet").read_bytes()
+    (state / "frames-1.parquet").write_bytes(table[: len(table) // 2])
     (state / "frames-4.json").write_text("{trunc")
+    real, fitted = protocols.fit_variant, []
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: (fitted.append(args[2]), real(*args))[1])
     run_protocols(config, work / "interim", work / "features", work / "pred")
+    assert len(fitted) == 2                                  # the two damaged variants, not the whole one
     pd.testing.assert_frame_equal(pd.read_parquet(work / "pred/frame_budget.parquet"), expected)
+    assert json.loads((work / "pred/protocols.json").read_text()) == json.loads(protocols_json)
 
 
 def test_a_bad_throughput_record_stops_before_any_refit(run, tmp_path, monkeypatch):
@@ -285,3 +292,46 @@ def test_a_bad_throughput_record_stops_before_any_refit(run, tmp_path, monkeypat
     with pytest.raises(DataError, match=r"cnn_b.throughput.json: frames_per_s = 'fast'"):
         run_protocols(small_config(), root / "interim", tmp_path / "features", root / "pred")
     assert not (root / "pred" / ".protocols").exists()
+
+
+def warnings_in(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_a_missing_throughput_record_warns_in_one_line_and_the_run_goes_on(run, tmp_path, monkeypatch, capsys):
+    root = run[0]
+    shutil.copytree(root / "features", tmp_path / "features")
+    (tmp_path / "features" / "cnn_b.throughput.json").unlink()
+    (tmp_path / "pred").mkdir()
+    shutil.copy(root / "pred/videos.parquet", tmp_path / "pred/videos.parquet")
+
+    class Fitting(Exception):
+        pass
+
+    monkeypatch.setattr(protocols, "fit_variant", lambda *args: (_ for _ in ()).throw(Fitting()))
+    with pytest.raises(Fitting):                 # it goes on to the refits
+        run_protocols(small_config(), root / "interim", tmp_path / "features", tmp_path / "pred")
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "cnn_b.throughput.json" in lines[0] and "cnn_a" not in lines[0], lines
+
+
+def test_the_report_warns_without_protocols_json_or_a_measured_frames_per_s(run, tmp_path, capsys):
+    root = run[0]
+    pred, out = tmp_path / "pred", tmp_path / "r"
+    shutil.copytree(root / "pred", pred)
+    out.mkdir()
+    capsys.readouterr()
+    assert protocol_sections(pred, out, 20, 0)
+    assert warnings_in(capsys.readouterr().err) == []
+    info = json.loads((pred / "protocols.json").read_text())
+    info["frame_budget"]["frames_per_s"]["cnn_a"] = None
+    info["frame_budget"]["seconds_per_video"] = {k: None for k in info["frame_budget"]["seconds_per_video"]}
+    (pred / "protocols.json").write_text(json.dumps(info))
+    assert protocol_sections(pred, out, 20, 0)
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "frames/s" in lines[0] and lines[0].endswith("cnn_a"), lines
+    assert pd.read_csv(out / "frame_budget.csv")["cnn_seconds_per_video"].isna().all()
+    (pred / "protocols.json").unlink()
+    assert protocol_sections(pred, out, 20, 0) == []
+    lines = warnings_in(capsys.readouterr().err)
+    assert len(lines) == 1 and "protocols.json: not found" in lines[0], lines
