@@ -107,7 +107,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise DataError(f"bench scale: --memory-limit-gib {args.memory_limit_gib:g}, expected at least "
                         f"{MIN_LIMIT_GIB:g} GiB (a Python process needs more address space)")
     executors = scale.parse_executors(args.executors)
-    code = scale.check_code(Path(args.code))
+    codes = [scale.check_code(Path(c)) for c in args.code]
+    if len(set(codes)) < len(codes):
+        raise DataError(f"bench scale: --code {' '.join(args.code)}: a checkout is listed twice")
     config = load_config(args.config)
     names = load_settings(config).backbones
     count = len(names) if args.backbones is None else args.backbones
@@ -117,7 +119,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     data = data_settings(config)
     spec = scale.ScaleSpec(args.videos, names[:count], args.dim, args.dtype, data.seed, data.splits.fractions,
                            data.splits.folds, data.synth.second_face_rate)
-    scale.run_scale(spec, executors, code, Path(args.work), _out(args, "scale.json"),
+    scale.run_scale(spec, executors, codes, Path(args.work), _out(args, "scale.json"),
                     Path(args.config).resolve() if args.config else None, args.memory_limit_gib, args.keep)
     return 0
 
@@ -196,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding length (default: 1280, EfficientNet-B0's pooled features)")
     p.add_argument("--backbones", type=int, default=None, metavar="K",
                    help="feature files: the first K of [extract] backbones (default: all of them)")
-    p.add_argument("--code", default=".", metavar="PATH",
-                   help="checkout whose ensemble fit runs, e.g. a git worktree of another commit (default: .)")
+    p.add_argument("--code", nargs="+", default=["."], metavar="PATH",
+                   help="checkouts whose ensemble fit runs, each on the same generated cache, e.g. a git worktree "
+                        "of another commit and . (default: .)")
     p.add_argument("--memory-limit-gib", type=float, default=None, metavar="GIB",
                    help="address-space limit (RLIMIT_AS, per process; address space runs well above RSS) of the "
                         "fit: a run past it fails with MemoryError instead of meeting the OOM killer")

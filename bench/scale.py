@@ -10,9 +10,10 @@ group of whole videos at a time; the videos table has ``data.tables``' column or
 (FAKE higher, with per-video and per-frame noise; a FAKE's second face scores like a REAL one); embeddings are a
 per-video centroid (family + video + a FAKE shift) plus per-crop noise, so the fit does real work.
 
-Each executor runs ``ensemble fit`` as a subprocess from ``--code`` (a checkout, e.g. a ``git worktree`` of an older
-commit), sampling the summed RSS (and virtual size) of the process and all its descendants every 0.2 s (psutil);
-a failed run is recorded with its exit code and last stderr line.
+Each executor runs ``ensemble fit`` as a subprocess from each ``--code`` checkout (e.g. a ``git worktree`` of an
+older commit; several compare their fits on the one generated cache), sampling the summed RSS (and virtual size)
+of the process and all its descendants every 0.2 s (psutil); a failed run is recorded with its exit code and last
+stderr line.
 """
 from __future__ import annotations
 
@@ -421,7 +422,7 @@ def machine() -> dict:
             "machine": platform.machine()}
 
 
-RUN_KEY = ("videos", "backbones", "dim", "executor", "code", "dtype")
+RUN_KEY = ("videos", "backbones", "dim", "executor", "code", "code_path", "dtype")
 
 
 def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
@@ -454,14 +455,14 @@ def save_run(out: Path, run: dict) -> None:
     write_json(out, {"runs": merge_runs(read_runs(out), [run])})
 
 
-def record(spec: ScaleSpec, executor: ExecutorSpec, version: tuple[str, bool], made: dict, m: Measurement,
-           memory_limit_gib: float | None, load: float, root: Path) -> dict:
+def record(spec: ScaleSpec, executor: ExecutorSpec, code: Path, version: tuple[str, bool], made: dict,
+           m: Measurement, memory_limit_gib: float | None, load: float, root: Path) -> dict:
     """One run's entry of scale.json; ``load`` is the 1-minute load average as the run started (other work on
     the machine slows it down)."""
     return {
         "videos": spec.videos, "families": made["families"], "rows": made["rows"], "backbones": len(spec.backbones),
         "backbone_names": list(spec.backbones), "dim": spec.dim, "dtype": spec.dtype, "executor": executor.label,
-        "code": version[0], "code_dirty": version[1], "ok": m.exit_code == 0, "exit_code": m.exit_code,
+        "code": version[0], "code_dirty": version[1], "code_path": str(code), "ok": m.exit_code == 0, "exit_code": m.exit_code,
         "error": m.error, "seconds": round(m.seconds, 2), "peak_rss_gib": round(m.peak_rss / GIB, 3),
         "peak_vm_gib": round(m.peak_vm / GIB, 3), "child_maxrss_gib": round(m.child_maxrss / GIB, 3),
         "memory_limit_gib": memory_limit_gib,
@@ -472,17 +473,16 @@ def record(spec: ScaleSpec, executor: ExecutorSpec, version: tuple[str, bool], m
     }
 
 
-def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: Path, out: Path,
+def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], codes: list[Path], work: Path, out: Path,
               config: Path | None = None, memory_limit_gib: float | None = None, keep: bool = False,
               progress: bool = True) -> list[dict]:
-    """Generate the dataset in a fresh folder under ``work``, run ``ensemble fit`` from ``code`` once per executor,
-    and merge each run into ``out`` as it finishes. The folder is deleted afterwards (also on an error or an
-    interrupt) unless ``keep``; ``work`` too when that leaves it empty."""
+    """Generate the dataset in a fresh folder under ``work``, run ``ensemble fit`` from each checkout of ``codes``
+    once per executor, on that one dataset, and merge each run into ``out`` as it finishes. The folder is deleted
+    afterwards (also on an error or an interrupt) unless ``keep``; ``work`` too when that leaves it empty."""
     read_runs(out)                                   # a foreign file at --out stops the bench before any work
     made_work = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="scale-", dir=work)).resolve()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
     limit = int(memory_limit_gib * GIB) if memory_limit_gib else None
     runs = []
     try:
@@ -490,12 +490,14 @@ def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: 
         print(f"generated {spec.videos:,} videos ({made['rows']:,} rows per backbone: {', '.join(spec.backbones)}; "
               f"{spec.dim} x {spec.dtype}) in {made['seconds']:.1f} s: {made['cache_bytes'] / GIB:.2f} GiB")
         (root / "logs").mkdir()
-        for executor in executors:
+        for i, code, executor in [(i, c, e) for i, c in enumerate(codes) for e in executors]:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code),
+                                                                            os.environ.get("PYTHONPATH")]))}
             load = os.getloadavg()[0]
             version = git_version(code)              # the code each fit starts from (a checkout may move on)
-            m = run_measured(fit_command(root, spec, executor, config), code, env, root / "logs" / executor.label,
-                             limit)
-            run = record(spec, executor, version, made, m, memory_limit_gib, load, root)
+            m = run_measured(fit_command(root, spec, executor, config), code, env,
+                             root / "logs" / f"{i}-{executor.label}", limit)
+            run = record(spec, executor, code, version, made, m, memory_limit_gib, load, root)
             runs.append(run)
             save_run(out, run)
             state = "ok" if run["ok"] else f"FAILED (exit {m.exit_code}: {m.error})"

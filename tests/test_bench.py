@@ -88,22 +88,25 @@ FAKE_FIT = """
 
 
 def test_a_failed_run_is_recorded_with_its_tree_peak_and_leaves_nothing_behind(tmp_path):
-    code = tmp_path / "code" / "ensemble"
-    code.mkdir(parents=True)
-    (code / "__init__.py").write_text("")
-    (code / "__main__.py").write_text(textwrap.dedent(FAKE_FIT))
+    failing, quiet = tmp_path / "failing", tmp_path / "quiet"           # two checkouts, fitted on one cache
+    for checkout, fit in ((failing, FAKE_FIT), (quiet, "")):
+        (checkout / "ensemble").mkdir(parents=True)
+        (checkout / "ensemble" / "__init__.py").write_text("")
+        (checkout / "ensemble" / "__main__.py").write_text(textwrap.dedent(fit))
     work, out = tmp_path / "work", tmp_path / "scale.json"
     args = ("bench", "scale", *TINY, "--work", str(work), "--out", str(out))
-    res = run_cli(*args, "--code", str(code.parent), "--memory-limit-gib", "1")
+    res = run_cli(*args, "--code", str(failing), str(quiet), "--memory-limit-gib", "1")
     assert res.returncode == 0, res.stderr
     assert "FAILED" in res.stdout and not work.exists()
-    [run] = read_runs(out)
+    run, other = read_runs(out)
     assert not run["ok"] and run["exit_code"] == 1 and run["error"] == "MemoryError"
     assert run["code"] == "unknown" and run["memory_limit_gib"] == 1
+    assert (run["code_path"], other["code_path"]) == (str(failing), str(quiet)) and other["ok"]
+    assert run["rows"] == other["rows"] and run["generate_seconds"] == other["generate_seconds"]   # one cache
     # the tree holds the fit's 300 MiB and its child's 300 MiB; the fit's own peak is at least its 300 MiB
     assert run["peak_rss_gib"] > 0.5 and run["child_maxrss_gib"] > 0.25
     assert run["peak_vm_gib"] > run["peak_rss_gib"]
-    pid = int((code.parent / "child.pid").read_text())
+    pid = int((failing / "child.pid").read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE   # the orphan ended
 
 
@@ -126,7 +129,7 @@ def test_executors_map_to_fit_flags():
     ["scale", "--executors", "local,spark"], ["scale", "--executors", "dask:0"],
     ["scale", "--executors", "local,local"], ["scale", "--dtype", "float64"], ["scale", "--dim", "0"],
     ["scale", "--videos", "0"], ["scale", "--memory-limit-gib", "-1"], ["scale", "--code", "/nonexistent"],
-    ["scale", "--backbones", "3"], ["rules", "--videos", "0"], ["rules", "--baseline-videos", "200000"],
+    ["scale", "--backbones", "3"], ["scale", "--code", ".", "./"], ["rules", "--videos", "0"], ["rules", "--baseline-videos", "200000"],
     ["data", "--workers", "0"], ["faces", "--dask", "0"], ["extract", "--backbone", "nonexistent"],
 ])
 def test_bad_flags_are_one_line_errors(flags):
