@@ -132,20 +132,20 @@ test: $(SETUP)
 	$(PYTHON) -m pytest -n auto --dist loadfile
 
 bench: $(INTERIM)/videos.parquet
-	$(PYTHON) -m data bench --config $(CONFIG)
-	$(PYTHON) -m data bench --faces --config $(CONFIG)
-	$(PYTHON) -m extract bench --name $(NAME) --config $(CONFIG)
-	$(PYTHON) -m ensemble bench --config $(CONFIG)
+	$(PYTHON) -m bench data --config $(CONFIG)
+	$(PYTHON) -m bench faces --config $(CONFIG)
+	$(PYTHON) -m bench extract --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m bench rules --config $(CONFIG)
 
 # faces and features here against a 2-worker Dask LocalCluster, on the same data
 bench-dask: $(INTERIM)/videos.parquet
-	$(PYTHON) -m data bench --faces --dask 2 --config $(CONFIG)
-	$(PYTHON) -m extract bench --dask 2 --name $(NAME) --config $(CONFIG)
+	$(PYTHON) -m bench faces --dask 2 --config $(CONFIG)
+	$(PYTHON) -m bench extract --dask 2 --name $(NAME) --config $(CONFIG)
 
 # ensemble fit on a generated DFDC-shaped feature cache (SCALE_VIDEOS=119154 by default), local and on 2 Dask workers
 SCALE_VIDEOS ?= 119154
 bench-scale: | $(SETUP)
-	$(PYTHON) -m ensemble bench --scale --videos $(SCALE_VIDEOS) --config $(CONFIG)
+	$(PYTHON) -m bench scale --videos $(SCALE_VIDEOS) --config $(CONFIG)
 
 clean:
 	rm -rf data/raw data/interim data/features data/predictions data/seeds models

@@ -1,4 +1,4 @@
-"""``python -m data <command>``: the dataset stage (synth, prepare, sheet)."""
+"""``python -m data <command>``: the dataset stage (synth, prepare, sheet, faces)."""
 from __future__ import annotations
 
 import argparse
@@ -15,8 +15,7 @@ from common.cli import (
     check_name,
     run,
 )
-from common.errors import DataError
-from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
+from common.executor import add_executor_flags, executor_spec
 from common.paths import output_file
 from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
@@ -76,38 +75,6 @@ def cmd_faces(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from .bench import run_bench
-
-    if args.dask is not None:
-        from .bench import run_faces_dask_bench
-
-        if not args.faces:
-            raise DataError("--dask N compares 'data faces' runs: use it with --faces")
-        if not 1 <= args.dask <= MAX_LOCAL_WORKERS:
-            raise DataError(f"--dask {args.dask}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
-        out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces_dask.json")
-        result = run_faces_dask_bench(load_checked_config(args.config), out, videos=args.videos or 8, frames=60,
-                                      size=(640, 360), workers=args.dask)
-    elif args.faces:
-        from .bench import run_faces_bench
-
-        out = Path(args.out if args.out != DATA_BENCH else "reports/bench/faces.json")
-        result = run_faces_bench(load_checked_config(args.config), out, videos=args.videos or 4, frames=60,
-                                 sizes=[(640, 360), (1920, 1080)], small_face=(32, 1920, 1080, 60))
-    else:
-        out = Path(args.out)
-        result = run_bench(load_checked_config(args.config), out, videos=args.videos or 60, workers=args.workers)
-    print(json.dumps(result, indent=2))
-    print(f"wrote {out}")
-    return 0
-
-
-DATA_BENCH = "reports/bench/data.json"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data", description="Dataset stage: tables of videos and face crops.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -159,24 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flag(p)
     add_executor_flags(p)
     p.set_defaults(func=cmd_faces)
-
-    p = sub.add_parser("bench", help="measure synth/prepare (or --faces: decode + detect) throughput",
-                       description="Benchmark the dataset stage in one run: synth frames/s with 1 and N workers, "
-                                   "prepare crops/s for each verify_images mode; or with --faces, 'data faces' "
-                                   "decoding and detection frames/s and videos/s, and the second pass's recall and "
-                                   "time on a 1080p clip of a 60-px face.")
-    p.add_argument("--out", default=DATA_BENCH,
-                   help="JSON output (default: reports/bench/data.json; faces.json with --faces, faces_dask.json "
-                        "with --dask)")
-    p.add_argument("--videos", type=int, default=None,
-                   help="videos to generate (default: 60 synthetic; 4 demo clips of each size with --faces)")
-    p.add_argument("--faces", action="store_true",
-                   help="benchmark 'data faces' instead: decode + MTCNN detect on .mp4 clips at 640x360 and 1080p")
-    p.add_argument("--dask", type=int, default=None, metavar="N",
-                   help="with --faces: time whole 'data faces' runs here and on a local:N Dask cluster (8 clips)")
-    p.add_argument("--workers", type=int, default=2, help="parallel synth workers to compare with 1 (default: 2)")
-    add_config_flag(p)
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

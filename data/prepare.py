@@ -27,6 +27,7 @@ from .metadata import Entry, merge_entries, read_metadata, video_name, video_ste
 from .sampling import SamplingPolicy
 from .settings import SPLITS, DataSettings, load_settings
 from .splits import UNLABELED, assign_splits, check_no_family_leak
+from .tables import in_column_order
 from .zips import extract_zip
 
 
@@ -212,8 +213,7 @@ def build_tables(parts: list[Part], settings: DataSettings, problems: Problems
     for col in ("n_frames", "n_faces_max", "n_crops"):
         videos[col] = videos[col].astype("int32")
     videos = assign_splits(videos, settings.splits.fractions, settings.splits.folds, seed=settings.seed)
-    first = ["video", "label", "original", "family", "split", "fold", "n_frames", "n_faces_max", "n_crops"]
-    videos = videos[first + [c for c in videos.columns if c not in first]]
+    videos = in_column_order(videos)
     frames_table = pd.DataFrame(frame_rows, columns=["video", "frame", "face", "path"]).astype(
         {"frame": "int32", "face": "int16"})
     return videos, frames_table, root

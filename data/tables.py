@@ -16,6 +16,14 @@ HINT = "run 'make data' (python -m data prepare) first"
 VIDEO_COLUMNS = {"video": TEXT, "label": LABEL, "family": TEXT, "split": TEXT, "fold": INTEGER,
                  "n_frames": INTEGER}
 FRAME_COLUMNS = {"video": TEXT, "frame": INTEGER, "face": INTEGER, "path": TEXT}
+# the videos table's leading columns, in order; folder, source_split and extra metadata columns follow
+VIDEO_COLUMN_ORDER = ("video", "label", "original", "family", "split", "fold", "n_frames", "n_faces_max", "n_crops")
+
+
+def in_column_order(videos: pd.DataFrame) -> pd.DataFrame:
+    """``videos`` with the VIDEO_COLUMN_ORDER columns first, then its other columns in their order."""
+    first = list(VIDEO_COLUMN_ORDER)
+    return videos[first + [c for c in videos.columns if c not in first]]
 
 
 def load_videos(interim: str | Path) -> pd.DataFrame:

@@ -112,76 +112,6 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
-RULES_BENCH = {"frames": 10_000_000, "videos": 100_000, "baseline_videos": 5_000, "lgb_videos": 100_000,
-               "lgb_features": 200, "out": "reports/bench/ensemble.json"}      # defaults of the rules bench
-MIN_LIMIT_GIB = 0.5           # the smallest --memory-limit-gib: below it nothing starts
-SCALE_BENCH = {"videos": 119_154, "executors": "local,dask:2", "dtype": "float16", "dim": 1280, "code": ".",
-               "work": "data/bench-scale", "out": "reports/bench/scale.json"}  # defaults of bench --scale: DFDC's
-# training set, 1280-d embeddings (EfficientNet-B0's pooled features)
-
-
-def _given(args: argparse.Namespace, names) -> list[str]:
-    """The flags among ``names`` (dests) set on the command line."""
-    unset = (None, False)     # argparse's defaults here; `in` would also match 0
-    return [f"--{n.replace('_', '-')}" for n in names if not any(getattr(args, n) is u for u in unset)]
-
-
-def _resolve(args: argparse.Namespace, defaults: dict) -> argparse.Namespace:
-    """``args`` with each flag left unset taking the mode's default."""
-    return argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    scale_only = [n for n in SCALE_BENCH if n not in RULES_BENCH] + ["backbones", "memory_limit_gib", "keep"]
-    if args.scale:
-        wrong = _given(args, [n for n in RULES_BENCH if n not in SCALE_BENCH])
-        if wrong:
-            raise DataError(f"bench --scale: {', '.join(wrong)}: only without --scale (the rules bench)")
-        return bench_scale(_resolve(args, SCALE_BENCH))
-    wrong = _given(args, scale_only)
-    if wrong:
-        raise DataError(f"bench: {', '.join(wrong)}: only with --scale")
-    from .bench import run_bench
-
-    args = _resolve(args, RULES_BENCH)
-    sizes = (args.frames, args.videos, args.baseline_videos, args.lgb_videos, args.lgb_features)
-    if min(sizes) < 1 or args.videos > args.frames or args.baseline_videos > args.videos:
-        raise DataError("bench: need sizes >= 1, --videos <= --frames and --baseline-videos <= --videos")
-    run_bench(output_file(args.out), args.frames, args.videos, args.baseline_videos, args.lgb_videos,
-              args.lgb_features, seed(load_checked_config(args.config)))
-    return 0
-
-
-def bench_scale(args: argparse.Namespace) -> int:
-    from data.settings import load_settings as data_settings
-
-    from . import scale
-    from .settings import load_settings
-
-    if not 1 <= args.videos <= scale.MAX_VIDEOS or not 1 <= args.dim <= scale.MAX_DIM:
-        raise DataError(f"bench --scale: need 1 <= --videos <= {scale.MAX_VIDEOS:,} and 1 <= --dim <= "
-                        f"{scale.MAX_DIM}")
-    if args.dtype not in scale.DTYPES:
-        raise DataError(f"bench --scale: --dtype {args.dtype!r}, expected one of {', '.join(scale.DTYPES)}")
-    if args.memory_limit_gib is not None and not MIN_LIMIT_GIB <= args.memory_limit_gib < float("inf"):
-        raise DataError(f"bench --scale: --memory-limit-gib {args.memory_limit_gib:g}, expected at least "
-                        f"{MIN_LIMIT_GIB:g} GiB (a Python process needs more address space)")
-    executors = scale.parse_executors(args.executors)
-    code = scale.check_code(Path(args.code))
-    config = load_checked_config(args.config)
-    names = load_settings(config).backbones
-    count = len(names) if args.backbones is None else args.backbones
-    if not 1 <= count <= len(names):
-        raise DataError(f"bench --scale: --backbones {count}: the config names {len(names)} backbones "
-                        f"([extract] backbones = {list(names)})")
-    data = data_settings(config)
-    spec = scale.ScaleSpec(args.videos, names[:count], args.dim, args.dtype, data.seed, data.splits.fractions,
-                           data.splits.folds, data.synth.second_face_rate)
-    scale.run_scale(spec, executors, code, Path(args.work), output_file(args.out),
-                    Path(args.config).resolve() if args.config else None, args.memory_limit_gib, args.keep)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ensemble",
                                      description="Ensemble stage: calibrated per-video predictions.")
@@ -232,41 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "(default: reports/blend)")
     add_config_flag(p)
     p.set_defaults(func=cmd_blend)
-    p = sub.add_parser("bench", help="time the vectorised rules against pandas groupby.apply, and LightGBM; "
-                                     "with --scale, ensemble fit on a DFDC-sized feature cache",
-                       description="All rules over a synthetic frame table against pandas groupby.apply with a "
-                                   "Python function per video; peak memory; LightGBM fit time. With --scale: "
-                                   "generate a DFDC-shaped feature cache and time 'python -m ensemble fit' on it "
-                                   "as a subprocess (wall time, peak RSS of its process tree), per executor.")
-    p.add_argument("--frames", type=int, default=None, help="frames in the table (default: 10,000,000)")
-    p.add_argument("--videos", type=int, default=None,
-                   help="videos in the table (default: 100,000; with --scale: 119,154, DFDC's training set)")
-    p.add_argument("--baseline-videos", type=int, default=None,
-                   help="videos the pandas baseline runs on (default: 5,000; it is much slower)")
-    p.add_argument("--lgb-videos", type=int, default=None, help="rows of the LightGBM fit (default: 100,000)")
-    p.add_argument("--lgb-features", type=int, default=None, help="features of the LightGBM fit (default: 200)")
-    p.add_argument("--out", default=None, help="JSON output (default: reports/bench/ensemble.json; with --scale: "
-                                               "reports/bench/scale.json, runs merged into it)")
-    g = p.add_argument_group("--scale: ensemble fit on a generated DFDC-shaped feature cache")
-    g.add_argument("--scale", action="store_true", help="run this bench instead of the rules bench")
-    g.add_argument("--executors", default=None, metavar="LIST",
-                   help="comma-separated executors of the fit, local and dask:N (default: local,dask:2)")
-    g.add_argument("--dtype", default=None, metavar="TYPE", help="embedding storage, float16 or float32 "
-                                                                 "(default: float16)")
-    g.add_argument("--dim", type=int, default=None, help="embedding length (default: 1280)")
-    g.add_argument("--backbones", type=int, default=None, metavar="K",
-                   help="feature files: the first K of [extract] backbones (default: all of them)")
-    g.add_argument("--code", default=None, metavar="PATH",
-                   help="checkout whose ensemble fit runs, e.g. a git worktree of another commit (default: .)")
-    g.add_argument("--memory-limit-gib", type=float, default=None, metavar="GIB",
-                   help="address-space limit (RLIMIT_AS, per process; address space runs well above RSS) of the "
-                        "fit: a run past it fails with MemoryError instead of meeting the OOM killer")
-    g.add_argument("--work", default=None, metavar="FOLDER",
-                   help="where the cache is generated, then deleted (default: data/bench-scale; "
-                        "about 25 GB at full size)")
-    g.add_argument("--keep", action="store_true", help="keep the generated cache")
-    add_config_flag(p)
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

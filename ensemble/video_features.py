@@ -64,8 +64,9 @@ def _consecutive(groups: np.ndarray, values: np.ndarray, n_videos: int) -> tuple
 
 
 def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list[str],
-                      rules: list[Rule]) -> pd.DataFrame:
-    """One row per video of ``videos`` (NaN where a video has no frame).
+                      rules: list[Rule]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per video of ``videos`` (NaN where a video has no frame), and the videos' mean embeddings
+    (len(videos), D) float64 (NaN rows for videos without a frame): the centroids the distances are taken to.
 
     frames: ``video, frame, face, score`` sorted by (video, frame, face); embeddings: (n, D) float32.
     Columns: each rule's label, ``std``, ``n_frames``, ``n_faces``, ``n_crops``, ``temporal_mean``, ``temporal_max``,
@@ -109,14 +110,13 @@ def backbone_features(frames: pd.DataFrame, embeddings: np.ndarray, videos: list
     first = frames["face"].to_numpy() == 1
     out["embedding_step"], _ = _consecutive(groups[first], embeddings[first], n_videos)
     out.index.name = "video"
-    return out
+    return out, centroid
 
 
 def video_rows(frames: pd.DataFrame, embeddings: np.ndarray, rules: list[Rule]) -> tuple[pd.DataFrame, np.ndarray]:
     """Features (one row per video that has a frame, indexed by video, sorted) and mean embeddings (n_videos, D)
     float64 of a frame table sorted by (video, frame, face) with its embeddings (n, D)."""
-    videos = frames["video"].unique().tolist()
-    return backbone_features(frames, embeddings, videos, rules), mean_embeddings(frames, embeddings, videos)
+    return backbone_features(frames, embeddings, frames["video"].unique().tolist(), rules)
 
 
 def complete(pieces: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
@@ -207,8 +207,8 @@ def backbone_videos(path: Path, names: list[str], rules: list[Rule], rows_per_ta
         means[position] = got.means
         pieces[i] = got.features
     if not pieces:             # a file without a row: the columns of an empty part
-        pieces[0] = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),
-                                      np.zeros((0, file.dim), np.float32), [], rules)
+        pieces[0], _ = backbone_features(pd.DataFrame({"video": [], "frame": [], "face": [], "score": []}),
+                                         np.zeros((0, file.dim), np.float32), [], rules)
     return complete([pieces[i] for i in sorted(pieces)], names), means
 
 
@@ -219,9 +219,12 @@ def rule_columns(backbones: list[str], rules: list[Rule]) -> list[str]:
     return [f"{b}/{r.label}" for b in backbones for r in rules]
 
 
-def mean_embeddings(table: pd.DataFrame, emb: np.ndarray, names: list[str]) -> np.ndarray:
-    """(n_videos, D) mean embedding per video of ``names``; NaN rows for videos without a frame."""
-    return pd.DataFrame(emb).groupby(table["video"].to_numpy()).mean().reindex(names).to_numpy()
+def _has_mean(means: np.ndarray) -> np.ndarray:
+    """(n,) bool: the row of the mean embeddings (n, D) has no NaN (the video has a frame)."""
+    out = np.empty(len(means), bool)
+    for a, b in _blocks(len(means)):
+        out[a:b] = ~np.isnan(means[a:b]).any(axis=1)
+    return out
 
 
 def fit_pca(means: np.ndarray, train: np.ndarray, n_components: int, seed: int) -> dict | None:
@@ -229,11 +232,11 @@ def fit_pca(means: np.ndarray, train: np.ndarray, n_components: int, seed: int) 
     ``{"mean": (D,), "components": (k, D)}`` lists; None when ``n_components`` is 0 or no video qualifies."""
     from sklearn.decomposition import PCA
 
-    train = train & ~np.isnan(means).any(axis=1)
+    train = train & _has_mean(means)
     k = min(n_components, int(train.sum()), means.shape[1])
     if k <= 0:
         return None
-    pca = PCA(k, random_state=seed).fit(means[train])
+    pca = PCA(k, random_state=seed, copy=False).fit(means[train])     # means[train] is a copy: centred in place
     return {"mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
 
 
@@ -243,8 +246,10 @@ def with_projection(features: pd.DataFrame, means: np.ndarray, pca: dict | None)
         return features
     center, components = (np.asarray(pca[k], np.float64) for k in ("mean", "components"))
     proj = np.full((len(means), len(components)), np.nan)
-    ok = ~np.isnan(means).any(axis=1)
-    proj[ok] = (means[ok] - center) @ components.T
+    for a, b in _blocks(len(means)):             # a block at a time: no copy of all the means
+        block = means[a:b]
+        ok = _has_mean(block)
+        proj[a:b][ok] = (block[ok] - center) @ components.T
     for i in range(len(components)):
         features[f"pca{i}"] = proj[:, i]
     return features

@@ -18,7 +18,7 @@ from common.cli import (
 )
 from common.config import offset_seed
 from common.errors import DataError
-from common.executor import MAX_LOCAL_WORKERS, add_executor_flags, executor_spec
+from common.executor import add_executor_flags, executor_spec
 from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
 
@@ -68,26 +68,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, run_dask_bench
-
-    config, settings, specs = _settings(args)
-    name = check_name(args.name)
-    if args.dask is not None:
-        if not 1 <= args.dask <= MAX_LOCAL_WORKERS:
-            raise DataError(f"--dask {args.dask}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
-        out = Path(args.out if args.out != EXTRACT_BENCH else EXTRACT_DASK_BENCH)
-        run_dask_bench(config, specs[0], Path(args.interim) / name, Path(args.models) / name, out, args.dask)
-        return 0
-    run_bench(config, settings, specs[0], Path(args.interim) / name, Path(args.models) / name,
-              Path(args.out), frames=args.frames)
-    return 0
-
-
-EXTRACT_BENCH = "reports/bench/extract.json"
-EXTRACT_DASK_BENCH = "reports/bench/extract_dask.json"
-
-
 def _common(p: argparse.ArgumentParser, out: bool = False) -> None:
     add_name_flag(p)
     p.add_argument("--backbone", nargs="+", metavar="NAME",
@@ -124,17 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shard's chunks are there.")
     _common(p, out=True)
     p.set_defaults(func=cmd_merge)
-    p = sub.add_parser("bench", help="measure frames/s: model only, the tf.data pipeline, a naive loader",
-                       description="Frames/s of one backbone on the prepared dataset, three ways in one run; "
-                                   "writes reports/bench/extract.json. With --dask N: 'extract features' here "
-                                   "against N Dask workers; writes reports/bench/extract_dask.json.")
-    _common(p)
-    p.add_argument("--out", default=EXTRACT_BENCH,
-                   help="JSON output (default: reports/bench/extract.json, or extract_dask.json with --dask)")
-    p.add_argument("--frames", type=int, default=2048, help="crops to time per variant (default: 2048)")
-    p.add_argument("--dask", type=int, default=None, metavar="N",
-                   help="instead: time 'extract features' (first backbone) here, then on a local:N Dask cluster")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -50,8 +50,8 @@ def write_video(root: Path, stem: str, frames, extra_faces=()) -> Path:
 
 # Commands that run a TensorFlow model get a process of their own, as a user's run would: TensorFlow's runtime
 # (threads, seeds, op determinism, precision policy) is set once per process.
-TENSORFLOW_COMMANDS = {("extract",), ("data", "faces"), ("data", "bench"), ("evaluate", "predict"),
-                       ("evaluate", "transfer")}
+TENSORFLOW_COMMANDS = {("extract",), ("data", "faces"), ("bench", "faces"), ("bench", "extract"),
+                       ("evaluate", "predict"), ("evaluate", "transfer")}
 
 
 def run_cli(*args: str, cwd: Path = REPO, subprocess_run: bool | None = None) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Every stage runs as `python -m <stage> <command>` and documents its flags."""
+"""Every stage (and the benches) runs as `python -m <package> <command>` and documents its flags."""
 import argparse
 import importlib
 import re
@@ -9,10 +9,11 @@ import pytest
 from conftest import REPO, run_cli
 
 STAGES = {
-    "data": ["synth", "prepare", "faces", "sheet", "bench"],
-    "extract": ["train", "features", "merge", "bench"],
-    "ensemble": ["fit", "protocols", "blend", "bench"],
+    "data": ["synth", "prepare", "faces", "sheet"],
+    "extract": ["train", "features", "merge"],
+    "ensemble": ["fit", "protocols", "blend"],
     "evaluate": ["report", "seeds", "score", "validate", "submission", "predict", "transfer"],
+    "bench": ["data", "faces", "extract", "rules", "scale"],
 }
 
 

@@ -81,7 +81,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Three short clips with a face (one frame without), and a corrupt file."""
-    from data.demo_video import render_frames, write_video
+    from bench.demo_video import render_frames, write_video
 
     root = tmp_path_factory.mktemp("clips")
     for i, n in enumerate((4, 5, 4)):

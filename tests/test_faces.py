@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.demo_video import render_frames, write_video
 from conftest import REPO, bad_config_message, run_cli, tree_digest
-from data.demo_video import render_frames, write_video
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"
 FACES = """
@@ -224,7 +224,7 @@ SMALL_FRAMES, SMALL_FACE = 8, 60
 def small_face(tmp_path_factory):
     """A 1920x1080 clip of a face 60 px tall in dim light, its sampled frames and where the renderer put the face."""
     from common.config import load_config
-    from data.demo_video import render_small_face
+    from bench.demo_video import render_small_face
     from data.faces import read_frames
     from data.settings import load_settings
 

@@ -52,11 +52,23 @@ def test_evaluate_runs_a_network_only_through_the_application_layer():
                 f"{path.relative_to(REPO)} imports {name}: evaluate runs networks through apply only"
 
 
+STAGES = ["common", "data", "extract", "ensemble", "apply", "evaluate"]   # apply: where that package exists
+
+
+@pytest.mark.parametrize("package", [p for p in STAGES if (REPO / p).is_dir()])
+def test_no_stage_imports_the_benches(package):
+    paths = sorted((REPO / package).rglob("*.py"))
+    assert paths, package
+    for path in paths:
+        for name in imports_of(path):
+            assert name.split(".")[0] != "bench", f"{path.relative_to(REPO)} imports {name}: benches stay apart"
+
+
 def test_the_ensemble_and_the_reports_load_without_tensorflow():
     code = ("import sys, ensemble.fit, ensemble.saved, ensemble.blend, evaluate.report, evaluate.submission, "
             "evaluate.score, ensemble.protocols, evaluate.protocols, extract.cache, extract.card, "
             "data.training_videos, apply.models, apply.dataset, apply.videos, evaluate.transfer, "
-            "ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__; "
+            "ensemble.__main__, evaluate.__main__, data.__main__, extract.__main__, bench.__main__, bench.scale; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

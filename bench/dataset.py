@@ -1,8 +1,8 @@
-"""``python -m data bench``: throughput of the dataset stage, measured in one run on this machine.
+"""``python -m bench data`` and ``bench faces``: throughput of the dataset stage, measured in one run here.
 
-Writes ``reports/bench/data.json``: synth frames/s with 1 and N workers, and prepare crops/s for each
-``verify_images`` mode, with ratios taken inside the same run (shared machines are noisy). ``--faces`` measures
-``data faces`` instead (``reports/bench/faces.json``), and ``--faces --dask N`` the whole ``data faces`` run here
+``bench data`` writes ``reports/bench/data.json``: synth frames/s with 1 and N workers, and prepare crops/s for each
+``verify_images`` mode, with ratios taken inside the same run (shared machines are noisy). ``bench faces`` measures
+``data faces`` (``reports/bench/faces.json``), and ``bench faces --dask N`` the whole ``data faces`` run here
 against N Dask workers (``reports/bench/faces_dask.json``).
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from common.atomic import write_json
 
-from .prepare import prepare
-from .settings import VERIFY_MODES, load_settings
-from .synth import synthesize
+from data.prepare import prepare
+from data.settings import VERIFY_MODES, load_settings
+from data.synth import synthesize
 
 
 def run_bench(config: dict, out: Path, videos: int, workers: int) -> dict:
@@ -60,8 +60,9 @@ def run_faces_bench(config: dict, out: Path, videos: int, frames: int, sizes: li
     ``small_face`` (frames, width, height, face height): the second pass's recall and time (:func:`small_face_bench`)."""
     from dataclasses import replace
 
+    from data.faces import FaceDetector, read_frames
+
     from .demo_video import render_frames, write_video
-    from .faces import FaceDetector, read_frames
 
     params = load_settings(config).faces
     result: dict = {"machine": platform.machine(), "python": platform.python_version(), "videos": videos,
@@ -107,8 +108,9 @@ def small_face_bench(params, tmp: Path, frames: int, width: int, height: int, fa
     ``centre_error_px``: the largest distance from a kept face's centre to where the renderer put the face."""
     from dataclasses import replace
 
+    from data.faces import FaceDetector, read_frames
+
     from .demo_video import render_small_face, write_video
-    from .faces import FaceDetector, read_frames
 
     rendered, boxes = render_small_face(frames, width, height, face_height)
     clip = write_video(tmp / f"small_face_{width}x{height}.mp4", rendered)
@@ -151,8 +153,9 @@ def run_faces_dask_bench(config: dict, out: Path, videos: int, frames: int, size
 
     from common.executor import ExecutorSpec
 
+    from data.faces import extract_faces
+
     from .demo_video import render_frames, write_video
-    from .faces import extract_faces
 
     params = load_settings(config).faces
     params = replace(params, chunk_videos=max(1, videos // (2 * workers)))

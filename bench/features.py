@@ -1,4 +1,4 @@
-"""``python -m extract bench``: frames/s of one backbone, three ways, on the prepared dataset.
+"""``python -m bench extract``: frames/s of one backbone, three ways, on the prepared dataset.
 
 a. model only: ``predict_on_batch`` on preprocessed tensors already in memory;
 b. the suite's pipeline: ``tf.data`` parallel decode + resize + batching + prefetch from the image files, batches
@@ -55,7 +55,7 @@ def _model_only(model, runtime, pre, n: int, bs: int, size: int) -> float:
     """a. the model alone, on one preprocessed batch in memory."""
     from common.tensorflow_setup import tf
 
-    from .runtime import infer
+    from extract.runtime import infer
 
     x = tf.constant(pre(np.random.default_rng(0).uniform(0, 255, (bs, size, size, 3)).astype("float32")))
 
@@ -67,8 +67,8 @@ def _model_only(model, runtime, pre, n: int, bs: int, size: int) -> float:
 
 def _pipeline(model, runtime, pre, rows, videos, paths, spec, chunk_videos: int, bs: int) -> float:
     """b. the suite's tf.data pipeline from the files, cut into chunks as ``extract features`` cuts them."""
-    from .pipeline import chunked_dataset
-    from .runtime import infer
+    from extract.pipeline import chunked_dataset
+    from extract.runtime import infer
 
     chunk_of = {v: i // chunk_videos for i, v in enumerate(videos)}
     chunk = rows["video"].map(chunk_of).to_numpy()
@@ -118,9 +118,9 @@ def _child(config_path: str | None, backbone: str, interim: Path, models: Path, 
     from common.config import load_config
     from common.tensorflow_setup import setup, tf
 
-    from .backbones import build_model, get_backbone, load_classifier
-    from .features import crop_rows, inference_model
-    from .settings import load_settings
+    from extract.backbones import build_model, get_backbone, load_classifier
+    from extract.features import crop_rows, inference_model
+    from extract.settings import load_settings
 
     interim, models = Path(interim), Path(models)
     settings = load_settings(load_config(config_path))
@@ -150,7 +150,7 @@ def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Pa
         raise DataError(f"{interim}/frames.parquet: not found; run 'make data' first")
     results = {}
     for name, env, intra, inter in SETTINGS:
-        cmd = [sys.executable, "-c", ("import json, sys; from extract.bench import _child; from pathlib import Path; "
+        cmd = [sys.executable, "-c", ("import json, sys; from bench.features import _child; from pathlib import Path; "
                                       "print('RESULT ' + json.dumps(_child(*json.loads(sys.argv[1]))))"),
                json.dumps([config["_source"], spec.name, str(interim), str(models), frames, intra, inter])]
         proc = subprocess.run(cmd, env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
@@ -166,7 +166,7 @@ def run_bench(config: dict, settings, spec, interim: Path, models: Path, out: Pa
               "targets": {"pipeline_vs_model_only >= 0.8": results[best]["pipeline_vs_model_only"] >= 0.8,
                           "pipeline_vs_naive >= 2": results[best]["pipeline_vs_naive"] >= 2}}
     header = f"{'setting':<15}{'a model-only':>14}{'b pipeline':>12}{'c naive':>10}{'b/a':>7}{'b/c':>7}"
-    print(f"extract bench: {spec.name} at {spec.input_size}px, {results[best]['frames']} crops, "
+    print(f"bench extract: {spec.name} at {spec.input_size}px, {results[best]['frames']} crops, "
           f"batch {results[best]['batch_size']} (frames/s)")
     print(header)
     for name, r in results.items():
@@ -199,8 +199,8 @@ def run_dask_bench(config: dict, spec, interim: Path, models: Path, out: Path, w
     """``extract features`` for ``spec`` here, then with ``--executor dask --scheduler local:<workers>``, each a
     fresh command into its own temporary folder; ``models`` without the model gets an untrained one of the same
     shape (inference costs the same). Prints a table and writes ``out``."""
-    from .backbones import build_model
-    from .train import save_model
+    from extract.backbones import build_model
+    from extract.train import save_model
 
     if not (interim / "frames.parquet").exists():
         raise DataError(f"{interim}/frames.parquet: not found; run 'make data' first")

@@ -1,17 +1,19 @@
-"""``python -m ensemble bench --scale``: ``python -m ensemble fit`` on a generated DFDC-shaped feature cache, timed
+"""``python -m bench scale``: ``python -m ensemble fit`` on a generated DFDC-shaped feature cache, timed
 and measured as a whole process tree. Writes ``reports/bench/scale.json``.
 
 The dataset (in a fresh folder under ``--work``, deleted afterwards): N videos in families of one REAL original and
 about five FAKEs (DFDC: 19,154 originals and 100,000 fakes in 119,154 videos; smaller N keep that ratio), split
 train/blend/test by family with family-grouped folds (``data.splits``, the config's ``[splits]``), 32 frames per
 video, a second face in ``[synth] second_face_rate`` of the families, and one feature file per backbone (the
-config's ``[extract] backbones``), written streaming in row groups of whole videos. Scores carry the label
+config's ``[extract] backbones``), written streaming by the feature cache's own writer (``extract.cache``), a row
+group of whole videos at a time; the videos table has ``data.tables``' column order. Scores carry the label
 (FAKE higher, with per-video and per-frame noise; a FAKE's second face scores like a REAL one); embeddings are a
 per-video centroid (family + video + a FAKE shift) plus per-crop noise, so the fit does real work.
 
-Each executor runs ``ensemble fit`` as a subprocess from ``--code`` (a checkout, e.g. a ``git worktree`` of an older
-commit), sampling the summed VmRSS (and VmSize) of the process and all its descendants every 0.2 s; a failed run
-is recorded with its exit code and last stderr line.
+Each executor runs ``ensemble fit`` as a subprocess from each ``--code`` checkout (e.g. a ``git worktree`` of an
+older commit; several compare their fits on the one generated cache), sampling the summed RSS (and virtual size)
+of the process and all its descendants every 0.2 s (psutil); a failed run is recorded with its exit code and last
+stderr line.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,21 +33,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import psutil
 
 from common.atomic import write_json
 from common.errors import DataError
 from common.executor import MAX_LOCAL_WORKERS, ExecutorSpec
-from extract.cache import META_KEY
-
-from .settings import MIN_NESTED_FOLDS
+from data.tables import in_column_order
+from ensemble.settings import MIN_NESTED_FOLDS
+from extract import cache
 
 DFDC_VIDEOS, DFDC_ORIGINALS = 119_154, 19_154     # the DFDC training set: 100,000 FAKEs of 19,154 REAL originals
 FRAMES = 32                     # crops per face and video, evenly spaced over the clip
 CLIP_FRAMES = 300               # a 10 s clip at 30 fps
-DTYPES = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
-ROW_GROUP_ROWS = 4096           # most rows per row group of the feature files, whole videos (10 MiB at float16)
+DTYPES = tuple(cache.EMBEDDING_DTYPES)   # embedding storage: float32 or float16
+ROW_GROUP_ROWS = min(4096, cache.ROW_GROUP_ROWS)   # most rows per written table, whole videos (10 MiB at
+# float16): each is one row group of the file, so no video spans two
 MAX_VIDEOS, MAX_DIM = 10_000_000, 16_384
 MIN_BLEND_FOLDS = MIN_NESTED_FOLDS   # what ensemble fit's nested choice needs of the blend split
 NAME = "scale"                  # the dataset name inside the work folder
@@ -74,7 +75,7 @@ class ScaleSpec:
     videos: int
     backbones: tuple[str, ...]
     dim: int
-    dtype: str                  # a key of DTYPES
+    dtype: str                  # one of DTYPES
     seed: int
     fractions: dict             # [splits] train / blend / test shares
     folds: int
@@ -130,9 +131,7 @@ def videos_table(spec: ScaleSpec) -> pd.DataFrame:
         "video": names, "label": pd.array(label, dtype="Int8"), "original": np.where(label == 1, originals, None),
         "family": originals, "family_index": family, "n_frames": np.int32(FRAMES), "n_faces_max": faces,
         "n_crops": faces * FRAMES, "folder": [n.removesuffix(".mp4") for n in names], "source_split": "train"})
-    videos = assign_splits(videos, spec.fractions, spec.folds, spec.seed)
-    first_cols = ["video", "label", "original", "family", "split", "fold", "n_frames", "n_faces_max", "n_crops"]
-    videos = videos[first_cols + [c for c in videos.columns if c not in first_cols]]
+    videos = in_column_order(assign_splits(videos, spec.fractions, spec.folds, spec.seed))
     return videos.sort_values("video").reset_index(drop=True)
 
 
@@ -157,13 +156,6 @@ def batches(rows: np.ndarray, limit: int) -> list[tuple[int, int]]:
     if filled:
         out.append((start, len(rows)))
     return out
-
-
-def feature_schema(dim: int, dtype: str, key: str) -> pa.Schema:
-    """``extract.cache``'s layout, the embedding list of float16 or float32 values."""
-    meta = {META_KEY: json.dumps({"key": key, "embedding_dim": dim}).encode()}
-    return pa.schema([("video", pa.string()), ("frame", pa.int32()), ("face", pa.int16()),
-                      ("score", pa.float32()), ("embedding", pa.list_(DTYPES[dtype][1], dim))], metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -199,7 +191,7 @@ class BackboneModel:
         rng = np.random.default_rng([spec.seed, FIXED, b])
         self.W = (rng.standard_normal((LATENT, spec.dim)) / np.sqrt(LATENT)).astype(np.float32)
         self.u = (rng.standard_normal(spec.dim) / np.sqrt(spec.dim)).astype(np.float32)
-        self.families, self.seed, self.b, self.np_dtype = family_latents, spec.seed, b, DTYPES[spec.dtype][0]
+        self.families, self.seed, self.b, self.np_dtype = family_latents, spec.seed, b, np.dtype(spec.dtype)
 
     def draw(self, batch: Batch, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows,) float32 scores and (rows, dim) embeddings of the batch."""
@@ -220,27 +212,30 @@ class BackboneModel:
         return scores, emb.astype(self.np_dtype, copy=False)
 
 
-def write_batch(model: BackboneModel, writer: pq.ParquetWriter, batch: Batch, index: int, schema: pa.Schema) -> None:
-    writer.write_table(batch_table(batch, *model.draw(batch, index), schema))
-
-
-def batch_table(batch: Batch, scores: np.ndarray, emb: np.ndarray, schema: pa.Schema) -> pa.Table:
-    values = pa.array(emb.reshape(-1), schema.field("embedding").type.value_type)
-    columns = [pa.array(batch.video, pa.string()), pa.array(batch.frame, pa.int32()), pa.array(batch.face, pa.int16()),
-               pa.array(scores, pa.float32()), pa.FixedSizeListArray.from_arrays(values, emb.shape[1])]
-    return pa.Table.from_arrays(columns, schema=schema)
+def backbone_file(model: BackboneModel, videos: pd.DataFrame, slices: list[tuple[int, int]], spec: ScaleSpec,
+                  key: str, path: Path, progress) -> None:
+    """One backbone's feature file, written by ``extract.cache.write_tables`` a slice of videos (a row group) at a
+    time; ``progress(videos)`` is called after each slice."""
+    def tables():
+        for index, (lo, hi) in enumerate(slices):
+            batch = make_batch(videos, lo, hi, spec.seed, index)
+            scores, emb = model.draw(batch, index)
+            yield cache.feature_table(batch.video, batch.frame, batch.face, scores, emb, key, spec.dim, spec.dtype)
+            progress(hi - lo)
+    cache.write_tables(tables(), path)
 
 
 def estimated_bytes(spec: ScaleSpec, rows: int) -> int:
     """The feature files' size on disk, about: the embeddings dominate and do not compress."""
-    return rows * len(spec.backbones) * spec.dim * np.dtype(DTYPES[spec.dtype][0]).itemsize
+    return rows * len(spec.backbones) * spec.dim * np.dtype(spec.dtype).itemsize
 
 
 def generate(spec: ScaleSpec, root: Path, progress: bool = True) -> dict:
     """Write ``root/interim/NAME/videos.parquet`` and ``root/features/NAME/<backbone>.parquet``; returns
     {"families", "rows" (per backbone), "seconds", "cache_bytes" (the feature files)}. Memory is bounded by a
     row group of each backbone, whatever ``spec.videos``; the backbones are drawn and written in parallel
-    threads, each from its own random streams, so the files do not depend on the thread timing."""
+    threads, each from its own random streams, so the files do not depend on the thread timing (a thread draws
+    the shared part of each batch itself: it depends only on the seed and the batch)."""
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -259,91 +254,64 @@ def generate(spec: ScaleSpec, root: Path, progress: bool = True) -> dict:
 
     family_latents = np.random.default_rng([spec.seed, FAMILIES]).standard_normal(
         (int(videos["family_index"].max()) + 1, LATENT))
-    models = [BackboneModel(spec, b, family_latents) for b in range(len(spec.backbones))]
-    schema = feature_schema(spec.dim, spec.dtype, f"bench-scale seed={spec.seed} videos={spec.videos}")
+    key = f"bench-scale seed={spec.seed} videos={spec.videos}"
+    slices = batches(videos["n_crops"].to_numpy(), ROW_GROUP_ROWS)
     with ExitStack() as stack:
-        writers = [stack.enter_context(pq.ParquetWriter(features / f"{name}.parquet", schema,
-                                                        use_dictionary=["video"], write_statistics=["video", "frame"]))
-                   for name in spec.backbones]
-        pool = stack.enter_context(ThreadPoolExecutor(len(models)))      # NumPy and Parquet release the GIL
+        pool = stack.enter_context(ThreadPoolExecutor(len(spec.backbones)))      # NumPy and Parquet release the GIL
         bar = stack.enter_context(tqdm(total=spec.videos, unit="video", desc="generate", disable=not progress))
-        for index, (lo, hi) in enumerate(batches(videos["n_crops"].to_numpy(), ROW_GROUP_ROWS)):
-            batch = make_batch(videos, lo, hi, spec.seed, index)
-            for done in [pool.submit(write_batch, m, w, batch, index, schema) for m, w in zip(models, writers)]:
-                done.result()
-            bar.update(hi - lo)
-    cache = sum(f.stat().st_size for f in features.iterdir())
+        done = [pool.submit(backbone_file, BackboneModel(spec, b, family_latents), videos, slices, spec, key,
+                            features / f"{name}.parquet", bar.update if b == 0 else lambda n: None)
+                for b, name in enumerate(spec.backbones)]
+        for d in done:
+            d.result()
+    size = sum(f.stat().st_size for f in features.iterdir())
     return {"families": int(videos["family"].nunique()), "rows": rows, "seconds": time.perf_counter() - start,
-            "cache_bytes": cache}
+            "cache_bytes": size}
 
 
 # --- measuring a process tree ----------------------------------------------------------------------------------
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; None when the process is gone."""
+def tree_memory(root: psutil.Process) -> np.ndarray:
+    """(2,) summed RSS and virtual size of ``root`` and its descendants (shared pages count once per process;
+    a process that ends meanwhile counts 0)."""
+    total = np.zeros(2, dtype=np.int64)
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return total
+    for proc in tree:
+        try:
+            info = proc.memory_info()
+        except psutil.Error:
+            continue
+        total += (info.rss, info.vms)
+    return total
 
 
-def _pids() -> list[int]:
-    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, from the parent links in /proc."""
-    children: dict[int, list[int]] = {}
-    for pid in _pids():
-        fields = _stat_fields(pid)
-        if fields:
-            children.setdefault(int(fields[1]), []).append(pid)
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children.get(pid, [])
-    return tree
-
-
-def memory_bytes(pid: int) -> np.ndarray:
-    """(2,) VmRSS and VmSize of ``pid`` (0 when it is gone or a zombie)."""
-    out = np.zeros(2, dtype=np.int64)
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            for i, key in enumerate(("VmRSS:", "VmSize:")):
-                if line.startswith(key):
-                    out[i] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    out = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except (psutil.Error, ProcessLookupError):
+            pass
     return out
-
-
-def tree_memory(root: int) -> np.ndarray:
-    """(2,) summed VmRSS and VmSize of ``root`` and its descendants (shared pages count once per process)."""
-    return sum((memory_bytes(pid) for pid in process_tree(root)), np.zeros(2, dtype=np.int64))
-
-
-def _alive(pid: int, pgid: int | None = None) -> bool:
-    """The process exists and has not exited (a zombie has); in process group ``pgid`` when given."""
-    fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != "Z" and (pgid is None or int(fields[2]) == pgid)
 
 
 def stop_group(pgid: int) -> None:
     """End the processes still in the run's process group (e.g. orphaned workers): SIGTERM, then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = [pid for pid in _pids() if _alive(pid, pgid)]
+    for stop in (psutil.Process.terminate, psutil.Process.kill):
+        left = group_members(pgid)
         if not left:
             return
-        for pid in left:
+        for proc in left:
             try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
+                stop(proc)
+            except psutil.NoSuchProcess:
                 pass
-        deadline = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < deadline and any(_alive(pid) for pid in left):
-            time.sleep(SAMPLE_SECONDS / 10)
+        psutil.wait_procs(left, timeout=STOP_SECONDS)
 
 
 # sets RLIMIT_AS, then becomes the command (same pid): no code runs between fork and exec in this process
@@ -368,13 +336,13 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, logs: Path, memory_limit:
         start = time.perf_counter()
         proc = subprocess.Popen(with_memory_limit(cmd, memory_limit), cwd=cwd, env=env, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        peak = np.zeros(2, dtype=np.int64)
+        peak, root = np.zeros(2, dtype=np.int64), psutil.Process(proc.pid)
         try:
             while True:
                 done, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if done:
                     break
-                peak = np.maximum(peak, tree_memory(proc.pid))
+                peak = np.maximum(peak, tree_memory(root))
                 time.sleep(SAMPLE_SECONDS)
             seconds = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)     # reaped here, for its rusage
@@ -450,11 +418,11 @@ def best_method(root: Path) -> dict:
 
 
 def machine() -> dict:
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return {"cpus": os.cpu_count(), "mem_total_gib": round(pages / GIB, 1), "machine": platform.machine()}
+    return {"cpus": os.cpu_count(), "mem_total_gib": round(psutil.virtual_memory().total / GIB, 1),
+            "machine": platform.machine()}
 
 
-RUN_KEY = ("videos", "backbones", "dim", "executor", "code", "dtype")
+RUN_KEY = ("videos", "backbones", "dim", "executor", "code", "code_path", "dtype")
 
 
 def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
@@ -487,14 +455,14 @@ def save_run(out: Path, run: dict) -> None:
     write_json(out, {"runs": merge_runs(read_runs(out), [run])})
 
 
-def record(spec: ScaleSpec, executor: ExecutorSpec, version: tuple[str, bool], made: dict, m: Measurement,
-           memory_limit_gib: float | None, load: float, root: Path) -> dict:
+def record(spec: ScaleSpec, executor: ExecutorSpec, code: Path, version: tuple[str, bool], made: dict,
+           m: Measurement, memory_limit_gib: float | None, load: float, root: Path) -> dict:
     """One run's entry of scale.json; ``load`` is the 1-minute load average as the run started (other work on
     the machine slows it down)."""
     return {
         "videos": spec.videos, "families": made["families"], "rows": made["rows"], "backbones": len(spec.backbones),
         "backbone_names": list(spec.backbones), "dim": spec.dim, "dtype": spec.dtype, "executor": executor.label,
-        "code": version[0], "code_dirty": version[1], "ok": m.exit_code == 0, "exit_code": m.exit_code,
+        "code": version[0], "code_dirty": version[1], "code_path": str(code), "ok": m.exit_code == 0, "exit_code": m.exit_code,
         "error": m.error, "seconds": round(m.seconds, 2), "peak_rss_gib": round(m.peak_rss / GIB, 3),
         "peak_vm_gib": round(m.peak_vm / GIB, 3), "child_maxrss_gib": round(m.child_maxrss / GIB, 3),
         "memory_limit_gib": memory_limit_gib,
@@ -505,17 +473,16 @@ def record(spec: ScaleSpec, executor: ExecutorSpec, version: tuple[str, bool], m
     }
 
 
-def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: Path, out: Path,
+def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], codes: list[Path], work: Path, out: Path,
               config: Path | None = None, memory_limit_gib: float | None = None, keep: bool = False,
               progress: bool = True) -> list[dict]:
-    """Generate the dataset in a fresh folder under ``work``, run ``ensemble fit`` from ``code`` once per executor,
-    and merge each run into ``out`` as it finishes. The folder is deleted afterwards (also on an error or an
-    interrupt) unless ``keep``; ``work`` too when that leaves it empty."""
+    """Generate the dataset in a fresh folder under ``work``, run ``ensemble fit`` from each checkout of ``codes``
+    once per executor, on that one dataset, and merge each run into ``out`` as it finishes. The folder is deleted
+    afterwards (also on an error or an interrupt) unless ``keep``; ``work`` too when that leaves it empty."""
     read_runs(out)                                   # a foreign file at --out stops the bench before any work
     made_work = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="scale-", dir=work)).resolve()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
     limit = int(memory_limit_gib * GIB) if memory_limit_gib else None
     runs = []
     try:
@@ -523,12 +490,14 @@ def run_scale(spec: ScaleSpec, executors: list[ExecutorSpec], code: Path, work: 
         print(f"generated {spec.videos:,} videos ({made['rows']:,} rows per backbone: {', '.join(spec.backbones)}; "
               f"{spec.dim} x {spec.dtype}) in {made['seconds']:.1f} s: {made['cache_bytes'] / GIB:.2f} GiB")
         (root / "logs").mkdir()
-        for executor in executors:
+        for i, code, executor in [(i, c, e) for i, c in enumerate(codes) for e in executors]:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code),
+                                                                            os.environ.get("PYTHONPATH")]))}
             load = os.getloadavg()[0]
             version = git_version(code)              # the code each fit starts from (a checkout may move on)
-            m = run_measured(fit_command(root, spec, executor, config), code, env, root / "logs" / executor.label,
-                             limit)
-            run = record(spec, executor, version, made, m, memory_limit_gib, load, root)
+            m = run_measured(fit_command(root, spec, executor, config), code, env,
+                             root / "logs" / f"{i}-{executor.label}", limit)
+            run = record(spec, executor, code, version, made, m, memory_limit_gib, load, root)
             runs.append(run)
             save_run(out, run)
             state = "ok" if run["ok"] else f"FAILED (exit {m.exit_code}: {m.error})"

@@ -1,18 +1,19 @@
-"""`ensemble bench --scale`: the generated DFDC-shaped cache, the measured `ensemble fit` subprocess, the report."""
+"""`python -m bench`: the scale bench's generated DFDC-shaped cache, its measured `ensemble fit` subprocess and
+report; the commands' flags; the rules bench."""
 import json
 import subprocess
 import textwrap
 from pathlib import Path
 
-import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from bench import scale
 from conftest import REPO, run_cli
 from data.splits import check_no_family_leak
-from data.tables import load_videos
-from ensemble import scale
-from extract.cache import META_KEY, feature_table, load_features
+from data.tables import VIDEO_COLUMN_ORDER, load_videos
+from extract.cache import file_key, load_features
 
 TINY = ["--videos", "120", "--dim", "8", "--executors", "local"]   # 6 blend families: 4 folds, nested
 
@@ -31,6 +32,7 @@ def test_the_generated_cache_is_a_feature_cache_in_bounded_row_groups(tmp_path, 
     made = scale.generate(tiny_spec(), tmp_path / "a", progress=False)
     videos = load_videos(tmp_path / "a/interim/scale")
     check_no_family_leak(videos)
+    assert tuple(videos.columns[:len(VIDEO_COLUMN_ORDER)]) == VIDEO_COLUMN_ORDER
     assert len(videos) == 120 and made["families"] == videos["family"].nunique() == scale.family_count(120) == 19
     assert (videos["label"] == 1).sum() == 120 - 19                      # one REAL original per family
     blend = videos[videos["split"] == "blend"]
@@ -48,22 +50,16 @@ def test_the_generated_cache_is_a_feature_cache_in_bounded_row_groups(tmp_path, 
         assert meta.num_row_groups > 3 and max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 300
         assert sum(len(g) for g in groups) == 120                        # no video spans two row groups
         assert pq.read_schema(path).field("embedding").type.value_type == "halffloat"
+        assert file_key(path) == "bench-scale seed=7 videos=120"
     scale.generate(tiny_spec(), tmp_path / "b", progress=False)
     for name in ("cnn_a", "cnn_b"):                                      # deterministic
         assert pq.read_table(tmp_path / "a/features/scale" / f"{name}.parquet").equals(
             pq.read_table(tmp_path / "b/features/scale" / f"{name}.parquet"))
 
 
-def test_the_float32_layout_is_extract_caches():
-    ours = scale.feature_schema(8, "float32", "k")
-    theirs = feature_table(["v"], [0], [1], [0.5], np.zeros((1, 8)), "k", 8).schema
-    assert ours.remove_metadata().equals(theirs.remove_metadata())
-    assert json.loads(ours.metadata[META_KEY]) == json.loads(theirs.metadata[META_KEY])
-
-
 def test_bench_scale_measures_ensemble_fit_and_deletes_the_cache(tmp_path):
     work, out = tmp_path / "work", tmp_path / "scale.json"
-    res = run_cli("ensemble", "bench", "--scale", *TINY, "--work", str(work), "--out", str(out))
+    res = run_cli("bench", "scale", *TINY, "--work", str(work), "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert not work.exists()
     [run] = read_runs(out)
@@ -92,24 +88,26 @@ FAKE_FIT = """
 
 
 def test_a_failed_run_is_recorded_with_its_tree_peak_and_leaves_nothing_behind(tmp_path):
-    code = tmp_path / "code" / "ensemble"
-    code.mkdir(parents=True)
-    (code / "__init__.py").write_text("")
-    (code / "__main__.py").write_text(textwrap.dedent(FAKE_FIT))
+    failing, quiet = tmp_path / "failing", tmp_path / "quiet"           # two checkouts, fitted on one cache
+    for checkout, fit in ((failing, FAKE_FIT), (quiet, "")):
+        (checkout / "ensemble").mkdir(parents=True)
+        (checkout / "ensemble" / "__init__.py").write_text("")
+        (checkout / "ensemble" / "__main__.py").write_text(textwrap.dedent(fit))
     work, out = tmp_path / "work", tmp_path / "scale.json"
-    args = ("ensemble", "bench", "--scale", *TINY, "--work", str(work), "--out", str(out))
-    res = run_cli(*args, "--code", str(code.parent), "--memory-limit-gib", "1")
+    args = ("bench", "scale", *TINY, "--work", str(work), "--out", str(out))
+    res = run_cli(*args, "--code", str(failing), str(quiet), "--memory-limit-gib", "1")
     assert res.returncode == 0, res.stderr
     assert "FAILED" in res.stdout and not work.exists()
-    [run] = read_runs(out)
+    run, other = read_runs(out)
     assert not run["ok"] and run["exit_code"] == 1 and run["error"] == "MemoryError"
     assert run["code"] == "unknown" and run["memory_limit_gib"] == 1
+    assert (run["code_path"], other["code_path"]) == (str(failing), str(quiet)) and other["ok"]
+    assert run["rows"] == other["rows"] and run["generate_seconds"] == other["generate_seconds"]   # one cache
     # the tree holds the fit's 300 MiB and its child's 300 MiB; the fit's own peak is at least its 300 MiB
     assert run["peak_rss_gib"] > 0.5 and run["child_maxrss_gib"] > 0.25
     assert run["peak_vm_gib"] > run["peak_rss_gib"]
-    pid = int((code.parent / "child.pid").read_text())
-    stat = Path(f"/proc/{pid}/stat")
-    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"   # the orphan was ended
+    pid = int((failing / "child.pid").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE   # the orphan ended
 
 
 def test_runs_are_merged_by_key():
@@ -128,30 +126,30 @@ def test_executors_map_to_fit_flags():
 
 
 @pytest.mark.parametrize("flags", [
-    ["--scale", "--executors", "local,spark"], ["--scale", "--executors", "dask:0"],
-    ["--scale", "--executors", "local,local"], ["--scale", "--dtype", "float64"], ["--scale", "--dim", "0"],
-    ["--scale", "--videos", "0"], ["--scale", "--memory-limit-gib", "-1"], ["--scale", "--code", "/nonexistent"],
-    ["--scale", "--backbones", "3"], ["--scale", "--frames", "10"], ["--executors", "local"], ["--keep"],
-    ["--dim", "0"],
+    ["scale", "--executors", "local,spark"], ["scale", "--executors", "dask:0"],
+    ["scale", "--executors", "local,local"], ["scale", "--dtype", "float64"], ["scale", "--dim", "0"],
+    ["scale", "--videos", "0"], ["scale", "--memory-limit-gib", "-1"], ["scale", "--code", "/nonexistent"],
+    ["scale", "--backbones", "3"], ["scale", "--code", ".", "./"], ["rules", "--videos", "0"], ["rules", "--baseline-videos", "200000"],
+    ["data", "--workers", "0"], ["faces", "--dask", "0"], ["extract", "--backbone", "nonexistent"],
 ])
 def test_bad_flags_are_one_line_errors(flags):
-    res = run_cli("ensemble", "bench", *flags)
+    res = run_cli("bench", *flags)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
 
 
 def test_too_few_videos_and_a_foreign_report_are_one_line_errors(tmp_path):
     work, out = tmp_path / "work", tmp_path / "scale.json"
-    res = run_cli("ensemble", "bench", "--scale", "--videos", "5", "--work", str(work), "--out", str(out))
+    res = run_cli("bench", "scale", "--videos", "5", "--work", str(work), "--out", str(out))
     assert res.returncode == 2 and "blend split" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert not work.exists() and not out.exists()
     out.write_text("[1, 2]")
-    res = run_cli("ensemble", "bench", "--scale", *TINY, "--work", str(work), "--out", str(out))
+    res = run_cli("bench", "scale", *TINY, "--work", str(work), "--out", str(out))
     assert res.returncode == 2 and "not a scale report" in res.stderr and not work.exists()
 
 
 def test_the_rules_bench_keeps_its_defaults_and_runs(tmp_path):
     out = tmp_path / "ensemble.json"
-    res = run_cli("ensemble", "bench", "--frames", "2000", "--videos", "100", "--baseline-videos", "20",
+    res = run_cli("bench", "rules", "--frames", "2000", "--videos", "100", "--baseline-videos", "20",
                   "--lgb-videos", "300", "--lgb-features", "4", "--out", str(out))
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
