@@ -28,6 +28,9 @@ COLUMNS = ("video", "frame", "face", "score", "embedding")
 EMBEDDING_LIMIT = 1e30     # pooled activations are far smaller; beyond this, float32 sums of a video overflow
 EMBEDDING_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 ROW_GROUP_ROWS = 8192      # rows per Parquet row group: the smallest part a reader can take (40 MiB at 1280-d)
+# Only the video names repeat: dictionary-encoding the embeddings' random floats overflows the dictionary and falls
+# back to plain after the work is done (writing 37k crops at 1280-d: 10.7 s with every column, 3.2 s with this)
+WRITE_OPTIONS = {"use_dictionary": ["video"]}
 
 
 def feature_table(video, frame, face, score, embedding: np.ndarray, key: str, dim: int,
@@ -94,7 +97,7 @@ class ChunkManifest:
 
 def write_table(table: pa.Table, target: Path) -> None:
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **WRITE_OPTIONS)
 
 
 def write_tables(tables: Iterable[pa.Table], target: Path) -> int:
@@ -105,7 +108,7 @@ def write_tables(tables: Iterable[pa.Table], target: Path) -> int:
         try:
             for table in tables:
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
+                    writer = pq.ParquetWriter(tmp, table.schema, **WRITE_OPTIONS)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
         finally:
