@@ -1,6 +1,6 @@
 """``extract features`` and ``data faces`` as Dask tasks: the same bytes as the local run (which never imports
-Dask), a worker killed mid-run, a task's error, bad flags. One tiny trained model and one two-worker cluster are
-shared by the module: TensorFlow processes are slow to start."""
+Dask), a worker killed mid-run, a task's error, bad flags. One tiny trained model (the session's, shared with
+test_extract) and one two-worker cluster are shared by the module: TensorFlow processes are slow to start."""
 from __future__ import annotations
 
 import os
