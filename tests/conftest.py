@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DFDC = Path(os.environ.get("DFE_SHARED_DFDC", REPO.parent / "shared" / "dfdc"))
+CONFIGS = Path(__file__).resolve().parent / "configs"
+TINY_CHAIN = CONFIGS / "tiny_chain.toml"
+TINY_EXTRACT = CONFIGS / "tiny_extract.toml"
 
 
 def write_png(path: Path, seed: int = 0, size: int = 8) -> Path:
@@ -132,3 +136,96 @@ def kill_when_chunks(cmd: list[str], chunks: Path, count: int = 2, timeout: floa
     assert count <= len(done) < total, "the run should have been killed part-way"
     return done, total
 
+
+
+# --- artefacts built once per test session ------------------------------------------------------------------
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``name`` made by ``build(folder)`` once per test session, whichever pytest-xdist worker asks
+    first: that worker builds it under a lock in the session's shared temporary folder while the others wait, then
+    every worker reuses it. Tests only read it; a test that changes an artefact changes a copy in its own
+    tmp_path."""
+    from common.atomic import locked
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):    # each worker has its own basetemp in the session's folder
+        base = base.parent
+    folder, done, failed = base / name, base / f"{name}.built", base / f"{name}.failed"
+    with locked(folder):
+        if failed.exists():
+            pytest.fail(f"building the shared {name} folder failed in another worker: {failed.read_text()}")
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}"[-3000:])
+                raise
+            done.touch()
+    return folder
+
+
+def run_steps(*steps: tuple) -> None:
+    """``run_cli`` each step in turn, failing on the first that does not succeed."""
+    for step in steps:
+        res = run_cli(*step)
+        assert res.returncode == 0, f"{step[:2]}: {res.stderr[-3000:]}"
+
+
+def tiny_chain(root: Path, name: str = "a") -> None:
+    """The whole chain on tiny data (tiny_chain.toml), each step as a user runs it: synth into ``root/raw``,
+    prepare, train, features, ensemble fit and report, into ``root``'s interim, models, features, predictions
+    and reports folders."""
+    c = ("--config", str(TINY_CHAIN))
+    folders = ("--name", name, "--interim", str(root / "interim"), "--models", str(root / "models"))
+    run_steps(("data", "synth", "--out", str(root / "raw"), *c),
+              ("data", "prepare", "--data", str(root / "raw"), "--name", name, "--out", str(root / "interim"), *c),
+              ("extract", "train", *folders, *c),
+              ("extract", "features", *folders, "--out", str(root / "features"), *c),
+              ("ensemble", "fit", *folders, "--features", str(root / "features"), "--out", str(root / "predictions"),
+               *c),
+              ("evaluate", "report", "--name", name, "--predictions", str(root / "predictions"), "--out",
+               str(root / "reports"), *c))
+
+
+@pytest.fixture(scope="session")
+def tiny_chain_run(tmp_path_factory) -> Path:
+    """One run of the tiny chain (dataset ``a``), shared by the session: test_reproducible compares a fresh run
+    with it, test_transfer scores a second dataset with its models."""
+    return built_once(tmp_path_factory, "tiny_chain", tiny_chain)
+
+
+# ``python -m <stage> <args>`` with the default executor, failing if anything imported Dask
+WITHOUT_DASK = ("import sys; from importlib import import_module; from common.cli import run; "
+                "code = run(import_module(sys.argv[1] + '.__main__').build_parser(), sys.argv[2:]); "
+                "assert 'dask' not in sys.modules, 'the local run imported Dask'; sys.exit(code)")
+
+
+def run_without_dask(stage: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m <stage> <args>`` in a process of its own that fails if the run imported Dask."""
+    return subprocess.run([sys.executable, "-c", WITHOUT_DASK, stage, *args], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+
+
+EXTRACT_VIDEOS = 24
+
+
+def extract_workspace(root: Path) -> None:
+    """A prepared dataset of 24 videos (``synthetic``), a tiny smallcnn trained on it (tiny_extract.toml) and its
+    features file, made by the local executor without importing Dask."""
+    c = ("--config", str(TINY_EXTRACT))
+    folders = ("--interim", str(root / "interim"), "--models", str(root / "models"))
+    run_steps(("data", "synth", "--out", str(root / "raw"), "--videos", str(EXTRACT_VIDEOS), "--frames", "5",
+               "--size", "64", "--seed", "5", "--workers", "1"),
+              ("data", "prepare", "--data", str(root / "raw"), "--name", "synthetic", "--out", str(root / "interim"),
+               *c),
+              ("extract", "train", *c, *folders))
+    res = run_without_dask("extract", "features", *c, *folders, "--out", str(root / "features"))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def extract_run(tmp_path_factory) -> Path:
+    """The tiny extract workspace, shared by test_extract and test_dask (read only)."""
+    return built_once(tmp_path_factory, "extract", extract_workspace)

@@ -1,6 +1,6 @@
 """``extract features`` and ``data faces`` as Dask tasks: the same bytes as the local run (which never imports
-Dask), a worker killed mid-run, a task's error, bad flags. One tiny trained model and one two-worker cluster are
-shared by the module: TensorFlow processes are slow to start."""
+Dask), a worker killed mid-run, a task's error, bad flags. One tiny trained model (the session's, shared with
+test_extract) and one two-worker cluster are shared by the module: TensorFlow processes are slow to start."""
 from __future__ import annotations
 
 import os
@@ -17,10 +17,9 @@ import pytest
 
 from common.errors import DataError
 from common.executor import ExecutorSpec, machine_cores
-from conftest import REPO, run_cli, tree_digest
+from conftest import EXTRACT_VIDEOS as VIDEOS, REPO, run_cli, run_without_dask, tree_digest
 
 TINY = Path(__file__).parent / "configs" / "tiny_extract.toml"      # chunk_videos = 1: a chunk per video
-VIDEOS = 24
 FACES = '[faces]\nframes = "linspace"\ncount = 4\nmin_face_size = 30\nchunk_videos = 2\n'
 CLIP_SIZE = (320, 240)
 KILL_DEADLINE_S = 120
@@ -31,17 +30,6 @@ def extract_cli(*args: str, root: Path, out: Path, subprocess_run: bool | None =
                    "--models", str(root / "models"), "--out", str(out), subprocess_run=subprocess_run)
 
 
-# ``python -m <stage> <args>`` with the default executor, failing if anything imported Dask
-WITHOUT_DASK = ("import sys; from importlib import import_module; from common.cli import run; "
-                "code = run(import_module(sys.argv[1] + '.__main__').build_parser(), sys.argv[2:]); "
-                "assert 'dask' not in sys.modules, 'the local run imported Dask'; sys.exit(code)")
-
-
-def run_local(stage: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_DASK, stage, *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
-
-
 def same_parquet(a: Path, b: Path) -> None:
     """The same rows, scores, embeddings and run key; the same bytes too."""
     left, right = pq.read_table(a), pq.read_table(b)
@@ -50,22 +38,10 @@ def same_parquet(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A prepared dataset of 24 videos, a trained tiny smallcnn and its features, made here (local)."""
-    root = tmp_path_factory.mktemp("dask")
-    steps = [("data", "synth", "--out", str(root / "raw"), "--videos", str(VIDEOS), "--frames", "5", "--size", "64",
-              "--seed", "5", "--workers", "1"),
-             ("data", "prepare", "--data", str(root / "raw"), "--name", "synthetic", "--out", str(root / "interim"),
-              "--config", str(TINY)),
-             ("extract", "train", "--config", str(TINY), "--interim", str(root / "interim"),
-              "--models", str(root / "models"))]
-    for step in steps:
-        res = run_cli(*step)
-        assert res.returncode == 0, res.stderr
-    res = run_local("extract", "features", "--config", str(TINY), "--interim", str(root / "interim"),
-                    "--models", str(root / "models"), "--out", str(root / "local"))
-    assert res.returncode == 0, res.stderr
-    return root
+def workspace(extract_run):
+    """A prepared dataset of 24 videos, a trained tiny smallcnn and its features, made by the local executor without
+    importing Dask (the session's shared ones)."""
+    return extract_run
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +101,13 @@ def test_features_on_a_local_dask_cluster_equal_the_local_run(workspace, tmp_pat
     res = extract_cli("--executor", "dask", "--scheduler", "local:2", root=workspace, out=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "dask: 2 workers" in res.stdout and f"smallcnn: {VIDEOS} chunks written, 0 already complete" in res.stdout
-    same_parquet(tmp_path / "synthetic/smallcnn.parquet", workspace / "local/synthetic/smallcnn.parquet")
+    same_parquet(tmp_path / "synthetic/smallcnn.parquet", workspace / "features/synthetic/smallcnn.parquet")
 
 
 def test_faces_on_dask_equal_the_local_run(clips, cluster):
     address, _ = cluster
     args = ("faces", "--videos", str(clips / "clips"), "--config", str(clips / "faces.toml"))
-    local = run_local("data", *args, "--out", str(clips / "local"))
+    local = run_without_dask("data", *args, "--out", str(clips / "local"))
     dask = run_cli("data", *args, "--out", str(clips / "dask"), "--executor", "dask", "--scheduler", address)
     for res in (local, dask):
         assert res.returncode == 0, res.stderr
@@ -160,7 +136,7 @@ def test_a_worker_killed_mid_run_still_completes_the_run(workspace, cluster, tmp
     assert proc.returncode == 0, stderr
     assert 1 <= written_before_kill < VIDEOS, "the worker should have been killed mid-run"
     assert not list(out.rglob(".tmp-*")), "a temporary file was left behind"
-    same_parquet(out / "synthetic/smallcnn.parquet", workspace / "local/synthetic/smallcnn.parquet")
+    same_parquet(out / "synthetic/smallcnn.parquet", workspace / "features/synthetic/smallcnn.parquet")
     # each chunk written once: by its task, or kept from an attempt that finished it before its worker died
     assert re.search(rf"smallcnn: {VIDEOS} chunks written( \(1 by an attempt whose worker died\))?, 0 already "
                      "complete", stdout), stdout

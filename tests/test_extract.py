@@ -32,20 +32,9 @@ def features_cli(*args, root, out, subprocess_run=None):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A prepared 24-video dataset, a trained tiny smallcnn and its features file."""
-    root = tmp_path_factory.mktemp("extract")
-    res = run_cli("data", "synth", "--out", str(root / "raw"), "--videos", "24", "--frames", "5", "--size", "64",
-                  "--seed", "5", "--workers", "1")
-    assert res.returncode == 0, res.stderr
-    res = run_cli("data", "prepare", "--data", str(root / "raw"), "--name", "synthetic",
-                  "--out", str(root / "interim"), "--config", TINY)
-    assert res.returncode == 0, res.stderr
-    res = extract_cli("train", root=root)
-    assert res.returncode == 0, res.stderr
-    res = features_cli(root=root, out=root / "features")
-    assert res.returncode == 0, res.stderr
-    return root
+def workspace(extract_run):
+    """A prepared 24-video dataset, a trained tiny smallcnn and its features file (the session's shared ones)."""
+    return extract_run
 
 
 def read(path):
@@ -229,13 +218,11 @@ def test_missing_model_names_the_command_to_run(workspace, tmp_path):
 
 
 def test_training_resumes_after_a_kill_to_the_same_weights(workspace, tmp_path):
+    """Killed after epoch 1 of 2 and resumed: the weights of the workspace's model, trained straight through with the
+    same config and data."""
     from extract.backbones import load_classifier
 
-    cfg = tmp_path / "three.toml"
-    cfg.write_text(Path(TINY).read_text().replace("epochs = 2", "epochs = 3"))
-    args = ["train", "--config", str(cfg), "--interim", str(workspace / "interim")]
-    straight = run_cli("extract", *args, "--models", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
+    args = ["train", "--config", TINY, "--interim", str(workspace / "interim")]
     state = tmp_path / "killed/synthetic/.train-smallcnn/state.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "extract", *args, "--models", str(tmp_path / "killed")],
@@ -250,7 +237,7 @@ def test_training_resumes_after_a_kill_to_the_same_weights(workspace, tmp_path):
     assert json.loads(state.read_text())["epoch"] == 1, "the run should have been killed after epoch 1"
     resumed = run_cli("extract", *args, "--models", str(tmp_path / "killed"))
     assert resumed.returncode == 0 and "resuming after epoch 1" in resumed.stdout
-    a = load_classifier(tmp_path / "straight/synthetic/smallcnn.keras").get_weights()
+    a = load_classifier(workspace / "models/synthetic/smallcnn.keras").get_weights()
     b = load_classifier(tmp_path / "killed/synthetic/smallcnn.keras").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
@@ -270,8 +257,8 @@ def test_merge_refuses_chunks_from_another_run_and_bad_shards(workspace, tmp_pat
             shutil.copy(chunks / "chunk-00002.parquet", target)
     res = extract_cli("merge", "--out", str(out), root=workspace)
     assert res.returncode == 2 and "chunk-00000.parquet: made from another model or dataset" in res.stderr
-    for bad in ("0/2", "3/2", "x"):
-        res = features_cli("--shard", bad, root=workspace, out=out)
+    for bad in ("0/2", "3/2", "x"):      # refused before any model runs: in this process
+        res = features_cli("--shard", bad, root=workspace, out=out, subprocess_run=False)
         assert res.returncode == 2 and "--shard" in res.stderr and res.stderr.count("\n") == 1
 
 

@@ -40,21 +40,15 @@ def prepare(root: Path, raw: Path, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def transferred(tmp_path_factory):
-    """Dataset a (tiny chain: synth, prepare, train, features, fit), dataset b (synth with another seed, fewer
-    videos: other names and identities), and b scored by a's models."""
+def transferred(tmp_path_factory, tiny_chain_run):
+    """Dataset a (the session's tiny chain: synth, prepare, train, features, fit, copied here), dataset b (synth with
+    another seed, fewer videos: other names and identities), and b scored by a's models."""
     root = tmp_path_factory.mktemp("transfer")
-    c = ("--config", str(CHAIN))
-    inter = ("--name", "a", "--interim", str(root / "interim"), "--models", str(root / "models"))
-    steps = [("data", "synth", "--out", str(root / "raw_a"), *c),
-             ("data", "prepare", "--data", str(root / "raw_a"), "--name", "a", "--out", str(root / "interim"), *c),
-             ("extract", "train", *inter, *c),
-             ("extract", "features", *inter, "--out", str(root / "features"), *c),
-             ("ensemble", "fit", *inter, "--features", str(root / "features"), "--out", str(root / "predictions"), *c),
-             ("data", "synth", "--out", str(root / "raw_b"), "--seed", "7", "--videos", "40", *c)]
-    for step in steps:
-        res = run_cli(*step)
-        assert res.returncode == 0, f"{step[:2]}: {res.stderr[-2000:]}"
+    shutil.copytree(tiny_chain_run, root, dirs_exist_ok=True)
+    (root / "raw").rename(root / "raw_a")
+    res = run_cli("data", "synth", "--out", str(root / "raw_b"), "--seed", "7", "--videos", "40", "--config",
+                  str(CHAIN))
+    assert res.returncode == 0, res.stderr[-2000:]
     prepare(root, root / "raw_b", "b")
     (root / "transfer.toml").write_text(CHAIN.read_text().replace("chunk_videos = 8",
                                                                   f"chunk_videos = {CHUNK_VIDEOS}"))
