@@ -315,7 +315,9 @@ def test_unreadable_training_crops_are_named_on_both_input_paths(workspace, tmp_
 
 def test_two_backbones_train_at_once_in_their_own_processes(workspace, tmp_path):
     config = tmp_path / "two.toml"
+    # one crop per training video: what is checked here is the processes, not what they learn
     config.write_text(Path(TINY).read_text().replace('backbones = ["smallcnn"]', 'backbones = ["smallcnn", "rescnn"]')
+                      .replace("epochs = 2", "epochs = 2\nframes_per_video = 1")
                       + '\n[backbones.rescnn]\ninput_size = 32\n')
     args = ("extract", "train", "--config", str(config), "--interim", str(workspace / "interim"),
             "--models", str(tmp_path / "models"))
