@@ -113,11 +113,12 @@ def predict(inputs: list[str], config: dict, models: Models, method: str | None 
     """(one row per input: ``video, source, status, n_crops, p_fake``; one row per crop: ``video, frame, face``
     and each backbone's score; the method used (by default the saved ensemble's best); problems)."""
     videos = check_inputs(inputs)                    # refusals first, before TensorFlow is imported
+    method = method or models.saved.best_method
+    models.saved.check_methods([method])
     data = load_data_settings(config)
     settings = start_tensorflow(config)
     from extract.features import score_crops
 
-    method = method or models.saved.best_method
     problems = Problems()
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         _collect(videos, data, Path(tmp), problems)

@@ -200,13 +200,18 @@ class SavedEnsemble:
         """(len(names),) P(FAKE) of each video by ``method``; ``frames``: {backbone: (frame table, embeddings)}."""
         return self.predict_many(names, frames, [method])[method].to_numpy()
 
+    def check_methods(self, methods: list[str]) -> None:
+        """A one-line error for the first of ``methods`` this ensemble does not hold."""
+        have = self.methods()
+        missing = [m for m in methods if m not in have]
+        if missing:
+            raise DataError(f"{self.folder}: no method {missing[0]!r} (have: {', '.join(have)})")
+
     def predict_many(self, names: list[str], frames: dict, methods: list[str]) -> pd.DataFrame:
         """P(FAKE) of each video of ``names`` by each of ``methods``: a table (len(names), len(methods)), the
         video features computed once. ``frames``: {backbone: (frame table (n rows: video, frame, face, score),
         embeddings (n, D))}; a video without a frame in any backbone gets the prior."""
-        missing = [m for m in methods if m not in self.methods()]
-        if missing:
-            raise DataError(f"{self.folder}: no method {missing[0]!r} (have: {', '.join(self.methods())})")
+        self.check_methods(methods)
         rule_cols = rule_columns(self.backbones, self.rules)
         mine = {}
         for b in self.backbones:

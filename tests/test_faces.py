@@ -210,9 +210,9 @@ def test_predict_errors(trained, tmp_path):
     res = run_cli("evaluate", "predict", str(root / "clips" / "real00xx.mp4"), "--name", "nope", "--models",
                   str(root / "models"), "--config", str(config), subprocess_run=False)
     assert res.returncode == 2 and "make ensemble" in res.stderr
-    # the saved ensemble checks the method (the one place that does)
+    # the saved ensemble's one check of the method, before any face is detected or crop scored
     face_folder = next(p for p in sorted((root / "raw").iterdir()) if p.is_dir())
-    refused(face_folder, words="no method 'nope'", method=("--method", "nope"), subprocess_run=True)
+    refused(face_folder, words="no method 'nope'", method=("--method", "nope"))
 
 
 # --- small faces: the second pass ------------------------------------------------------------------------
