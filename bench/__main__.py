@@ -12,7 +12,7 @@ from pathlib import Path
 from common.cli import INTERIM, MODELS, add_config_flag, add_folder_flag, add_name_flag, check_name, run
 from common.config import seed
 from common.errors import DataError
-from common.executor import MAX_LOCAL_WORKERS
+from common.executor import machine_cores
 from common.paths import output_file
 from evaluate.settings import load_checked_config  # the whole config, checked by every stage's reader
 
@@ -25,8 +25,10 @@ DASK_FACE_SIZE = (640, 360)
 
 
 def _workers(flag: str, n: int) -> int:
-    if not 1 <= n <= MAX_LOCAL_WORKERS:
-        raise DataError(f"{flag} {n}: need 1 <= N <= {MAX_LOCAL_WORKERS}")
+    """Processes started on this machine: at most its cores, as ExecutorSpec caps local:N (more only thrash)."""
+    cores = machine_cores()
+    if not 1 <= n <= cores:
+        raise DataError(f"{flag} {n}: need 1 <= N <= {cores} (the cores of this machine)")
     return n
 
 

@@ -37,7 +37,7 @@ import psutil
 
 from common.atomic import write_json
 from common.errors import DataError
-from common.executor import MAX_LOCAL_WORKERS, ExecutorSpec
+from common.executor import ExecutorSpec, machine_cores
 from data.tables import in_column_order
 from ensemble.settings import MIN_NESTED_FOLDS
 from extract import cache
@@ -362,10 +362,11 @@ def parse_executors(text: str) -> list[ExecutorSpec]:
         item = item.strip()
         if item == "local":
             spec = ExecutorSpec()
-        elif item.startswith("dask:") and item[5:].isdigit() and 1 <= int(item[5:]) <= MAX_LOCAL_WORKERS:
+        elif item.startswith("dask:") and item[5:].isdigit() and 1 <= int(item[5:]) <= machine_cores():
             spec = ExecutorSpec.parse("dask", f"local:{int(item[5:])}")
         else:
-            raise DataError(f"--executors {text!r}: {item!r} is not local or dask:N (1 <= N <= {MAX_LOCAL_WORKERS})")
+            raise DataError(f"--executors {text!r}: {item!r} is not local or dask:N (1 <= N <= {machine_cores()}, "
+                            "the cores of this machine)")
         if spec in specs:
             raise DataError(f"--executors {text!r}: {spec.label} is listed twice")
         specs.append(spec)

@@ -19,7 +19,6 @@ from typing import Any
 from .errors import DataError
 
 EXECUTORS = ("local", "dask")
-MAX_LOCAL_WORKERS = 1024      # the bench flags' own bound (--dask N, dask:N); ExecutorSpec.parse caps N at the cores
 _LOCAL = re.compile(r"^local:(.*)$")
 _WORKERS = re.compile(r"^[0-9]{1,9}$")
 _ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")     # tcp://host:port

@@ -131,6 +131,8 @@ def test_executors_map_to_fit_flags():
     ["scale", "--videos", "0"], ["scale", "--memory-limit-gib", "-1"], ["scale", "--code", "/nonexistent"],
     ["scale", "--backbones", "3"], ["scale", "--code", ".", "./"], ["rules", "--videos", "0"], ["rules", "--baseline-videos", "200000"],
     ["data", "--workers", "0"], ["faces", "--dask", "0"], ["extract", "--backbone", "nonexistent"],
+    # more processes than cores only thrash (a local:999 run on 2 cores did for 6 minutes)
+    ["scale", "--executors", "dask:999"], ["faces", "--dask", "999"], ["data", "--workers", "999"],
 ])
 def test_bad_flags_are_one_line_errors(flags):
     res = run_cli("bench", *flags)
